@@ -1,0 +1,24 @@
+# gpvae: GP-prior VAEs for Sentinel-1/2 time series. `snakemake --cores all` runs the demo.
+from snakemake.utils import min_version
+
+min_version("8.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/scene.smk"
+include: "workflow/rules/extract.smk"
+include: "workflow/rules/mask.smk"
+include: "workflow/rules/sample.smk"
+include: "workflow/rules/train.smk"
+
+
+report: "workflow/report/workflow.rst"
+
+
+rule all:
+    default_target: True
+    input:
+        all_targets(),

@@ -1,0 +1,139 @@
+"""Command line: `gpvae <stage> ...`, what the Snakemake rules call (one subcommand per stage)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from gpvae.errors import InputError
+
+log = logging.getLogger("gpvae")
+
+
+def _json(text: str) -> object:
+    """Parse a JSON argument (or `@file.json`)."""
+    if text.startswith("@"):
+        text = Path(text[1:]).read_text()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from exc
+
+
+def _cmd_scene(a: argparse.Namespace) -> None:
+    from gpvae.scene.config import scene_config
+    from gpvae.scene.simulate import simulate_tile
+
+    simulate_tile(scene_config(a.config), a.tile, Path(a.out))
+
+
+def _cmd_extract(a: argparse.Namespace) -> None:
+    from gpvae.preprocess.extract import extract_s1tiling, extract_s2_theia
+
+    common = {"aoi": tuple(a.aoi) if a.aoi else None, "start": a.start, "end": a.end}
+    if a.sensor == "S2":
+        extract_s2_theia(Path(a.input), a.tile, Path(a.out), bands=a.bands,
+                         product=a.product, **common)
+    else:
+        orbit = a.sensor.split("_", 1)[1]
+        extract_s1tiling(Path(a.input), a.tile, orbit, Path(a.out), **common)
+
+
+def _cmd_mask(a: argparse.Namespace) -> None:
+    from gpvae.preprocess.mask import compute_mask
+
+    compute_mask(Path(a.cube), Path(a.out), Path(a.table), clm_bits=a.clm_bits,
+                 dilation_px=a.dilation)
+
+
+def _cmd_sample(a: argparse.Namespace) -> None:
+    from gpvae.preprocess.sample import sample_pixels
+
+    spec = a.spec
+    s = spec["sample"]
+    sample_pixels(spec["inputs"], Path(a.out), class_field=spec["class_field"],
+                  id_field=spec["id_field"], per_class=s["per_class"],
+                  per_parcel_cap=s["per_parcel_cap"], erosion_px=s["erosion_px"],
+                  split_fractions=s["split"], seed=s["seed"], years=s.get("years"),
+                  classes=s.get("classes"))
+
+
+def _cmd_train(a: argparse.Namespace) -> None:
+    from gpvae.train.loop import train_model
+
+    train_model(Path(a.pixels), a.model, a.model_config, Path(a.out), device=a.device,
+                resume=not a.no_resume, max_epochs=a.max_epochs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the `gpvae` command."""
+    p = argparse.ArgumentParser(prog="gpvae", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("scene", help="simulate one demo tile (Theia L2A + S1Tiling products)")
+    s.add_argument("--config", type=_json, default=None, help="scene section as JSON")
+    s.add_argument("--tile", required=True)
+    s.add_argument("--out", required=True, help="output folder for the tile")
+    s.set_defaults(func=_cmd_scene)
+
+    s = sub.add_parser("extract", help="read products into one canonical cube (netCDF)")
+    s.add_argument("--sensor", required=True, choices=["S2", "S1_ASC", "S1_DES"])
+    s.add_argument("--input", required=True, help="folder of products")
+    s.add_argument("--tile", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--bands", nargs="*", default=None)
+    s.add_argument("--product", default="FRE", choices=["FRE", "SRE"])
+    s.add_argument("--aoi", nargs=4, type=float, default=None,
+                   metavar=("XMIN", "YMIN", "XMAX", "YMAX"))
+    s.add_argument("--start", default=None)
+    s.add_argument("--end", default=None)
+    s.set_defaults(func=_cmd_extract)
+
+    s = sub.add_parser("mask", help="valid-observation mask and per-date cloud-cover table")
+    s.add_argument("--cube", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--table", required=True)
+    s.add_argument("--clm-bits", type=int, nargs="*", default=[0])
+    s.add_argument("--dilation", type=int, default=0)
+    s.set_defaults(func=_cmd_mask)
+
+    s = sub.add_parser("sample", help="sample labelled pixels into the pixel dataset")
+    s.add_argument("--spec", type=_json, required=True,
+                   help="JSON (or @file): inputs per tile, field names and sample settings")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=_cmd_sample)
+
+    s = sub.add_parser("train", help="train one model on the pixel dataset")
+    s.add_argument("--pixels", required=True)
+    s.add_argument("--model", required=True, help="model name")
+    s.add_argument("--model-config", type=_json, required=True, help="model settings, JSON")
+    s.add_argument("--out", required=True, help="output folder for the model")
+    s.add_argument("--device", default="auto")
+    s.add_argument("--no-resume", action="store_true")
+    s.add_argument("--max-epochs", type=int, default=None)
+    s.set_defaults(func=_cmd_train)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the process exit code (2 on bad input, with a one-paragraph error)."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    func: Callable[[argparse.Namespace], None] = args.func
+    try:
+        func(args)
+    except InputError as exc:
+        log.error("%s", exc)
+        print(f"gpvae {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

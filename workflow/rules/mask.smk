@@ -1,0 +1,21 @@
+# Valid-observation masks (cloud bits, no-data, dilation) and per-date cloud cover.
+
+
+rule mask:
+    input:
+        f"{R}/cubes/{{tile}}/{{sensor}}.nc",
+    output:
+        mask=f"{R}/masks/{{tile}}/{{sensor}}.nc",
+        table=f"{R}/masks/{{tile}}/{{sensor}}_cloud_cover.csv",
+    log:
+        f"{R}/logs/mask/{{tile}}_{{sensor}}.log",
+    conda:
+        ENV
+    params:
+        bits=" ".join(str(b) for b in config["mask"]["clm_bits"]),
+        dilation=config["mask"]["dilation_px"],
+    message:
+        "Masking clouds and no-data in the {wildcards.sensor} cube of tile {wildcards.tile}"
+    shell:
+        "python -m gpvae.cli mask --cube {input:q} --out {output.mask:q} --table {output.table:q} "
+        "--clm-bits {params.bits} --dilation {params.dilation} > {log} 2>&1"
