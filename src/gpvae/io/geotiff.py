@@ -1,0 +1,47 @@
+"""Single-band GeoTIFF writing and reading (rasterio), used by the product writers/readers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import affine
+import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+
+from gpvae.errors import InputError
+
+
+def write_geotiff(path: Path, array: np.ndarray, *, crs: str, transform: affine.Affine,
+                  nodata: float | None = None) -> Path:
+    """Write a 2-D array as a deflate-compressed single-band GeoTIFF (dtype of ``array``)."""
+    array = np.asarray(array)
+    if array.ndim != 2:
+        raise ValueError(f"{path}: expected a 2-D array, got shape {array.shape}")
+    profile = {
+        "driver": "GTiff", "height": array.shape[0], "width": array.shape[1], "count": 1,
+        "dtype": array.dtype.name, "crs": crs, "transform": transform, "compress": "deflate",
+    }
+    if nodata is not None:
+        profile["nodata"] = nodata
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(array, 1)
+    return Path(path)
+
+
+def read_geotiff(path: Path, *, window: rasterio.windows.Window | None = None,
+                 out_shape: tuple[int, int] | None = None,
+                 resampling: Resampling = Resampling.nearest) -> np.ndarray:
+    """Read band 1 of a GeoTIFF, optionally a window and resampled to ``out_shape``."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("raster file not found", file=path,
+                         fix="check the product is complete (re-download or re-extract it)")
+    with rasterio.open(path) as src:
+        return src.read(1, window=window, out_shape=out_shape, resampling=resampling)
+
+
+def raster_grid(path: Path) -> tuple[rasterio.crs.CRS, affine.Affine, int, int]:
+    """Grid of a raster file: (crs, transform, height, width)."""
+    with rasterio.open(path) as src:
+        return src.crs, src.transform, src.height, src.width

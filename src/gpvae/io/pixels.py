@@ -1,0 +1,86 @@
+"""The pixel dataset (docs/contracts.md section 2): writer and lazy validating opener."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+import gpvae
+from gpvae.errors import InputError
+from gpvae.io.atomic import atomic_path
+
+#: Per-sample coordinates and their dtypes.
+SAMPLE_COORDS: dict[str, str] = {
+    "x": "float64", "y": "float64", "row": "int32", "col": "int32", "tile": "str",
+    "parcel_id": "int64", "label": "int16", "split": "str", "region": "str", "year": "int16",
+}
+SPLITS = ("train", "val", "test")
+
+
+def write_pixels(path: Path, *, values: dict[str, np.ndarray], times: dict[str, np.ndarray],
+                 bands: dict[str, list[str]], samples: dict[str, np.ndarray],
+                 class_names: list[str], truth: np.ndarray | None = None,
+                 attrs: dict | None = None, chunk: int = 1024) -> Path:
+    """Write ``pixels.nc``: values_<s>(sample, time_<s>, band_<s>) per sensor, per-sample
+    coords (:data:`SAMPLE_COORDS`), ``class_name``, optional ``truth_S2``; zlib, chunked."""
+    sensors = list(values)
+    if truth is not None and "S2" not in sensors:
+        raise ValueError("truth_S2 needs S2 values (values['S2'])")
+    n = len(next(iter(samples.values())))
+    missing = [k for k in SAMPLE_COORDS if k not in samples]
+    if missing:
+        raise ValueError(f"per-sample coordinates missing: {missing}")
+    coords: dict[str, object] = {
+        k: ("sample", np.asarray(samples[k]).astype(dt)) for k, dt in SAMPLE_COORDS.items()}
+    data_vars: dict[str, object] = {"class_name": ("class", np.asarray(class_names, str))}
+    encoding: dict[str, dict] = {}
+    for s in sensors:
+        coords[f"time_{s}"] = np.asarray(times[s]).astype("datetime64[ns]")
+        coords[f"band_{s}"] = np.asarray(bands[s], str)
+        arr = np.asarray(values[s], np.float32)
+        dims = ("sample", f"time_{s}", f"band_{s}")
+        if arr.shape != (n, len(times[s]), len(bands[s])):
+            raise ValueError(f"values_{s} shape {arr.shape} != ({n}, {len(times[s])}, "
+                             f"{len(bands[s])})")
+        data_vars[f"values_{s}"] = (dims, arr)
+        enc = {"zlib": True, "complevel": 4,
+               "chunksizes": (max(1, min(n, chunk)), *arr.shape[1:]), "_FillValue": np.nan}
+        encoding[f"values_{s}"] = enc
+        if s == "S2" and truth is not None:
+            data_vars["truth_S2"] = (dims, np.asarray(truth, np.float32),
+                                     {"long_name": "noise-free cloud-free reflectance (demo)"})
+            encoding["truth_S2"] = enc
+    ds = xr.Dataset(data_vars, coords=coords)
+    ds.attrs = {"sensors": " ".join(sensors), "epoch": str(gpvae.EPOCH),
+                "gpvae_version": gpvae.__version__, **(attrs or {})}
+    with atomic_path(path) as tmp:
+        ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=encoding)
+    return Path(path)
+
+
+def open_pixels(path: Path) -> xr.Dataset:
+    """Open ``pixels.nc`` lazily (values stay on disk) and check it against the contract."""
+    path = Path(path)
+    fix = "rerun the sample stage (docs/contracts.md section 2)"
+    if not path.is_file():
+        raise InputError("pixel dataset not found", file=path, fix=fix)
+    ds = xr.open_dataset(path, engine="netcdf4")
+    sensors = str(ds.attrs.get("sensors", "")).split()
+    if not sensors:
+        raise InputError("pixel dataset has no 'sensors' attribute", file=path,
+                         field="sensors", fix=fix)
+    for s in sensors:
+        name, dims = f"values_{s}", ("sample", f"time_{s}", f"band_{s}")
+        if name not in ds or ds[name].dims != dims:
+            raise InputError(f"pixel dataset lacks {name}{dims}", file=path, field=name, fix=fix)
+    for k in (*SAMPLE_COORDS, "class_name"):
+        if k not in ds.variables:
+            raise InputError(f"pixel dataset lacks {k!r}", file=path, field=k, fix=fix)
+    labels = ds["label"].values
+    if labels.size and (labels.max() >= ds.sizes.get("class", 0) or labels.min() < -1):
+        raise InputError("labels out of range of class_name", file=path, field="label", fix=fix)
+    if not set(np.unique(ds["split"].values).tolist()) <= set(SPLITS):
+        raise InputError(f"split values other than {SPLITS}", file=path, field="split", fix=fix)
+    return ds

@@ -1,0 +1,262 @@
+"""Sample stage: cubes + masks + parcels -> pixel dataset (docs/contracts.md section 2).
+
+Per tile, parcels are rasterised on the tile grid and eroded by ``erosion_px`` pixels;
+per class at most ``per_class`` interior pixels are drawn with at most ``per_parcel_cap``
+per parcel (seeded). Parcels are split train/val/test (stratified by class, grouped by
+parcel). Each pixel gives one sample per year: values from the cube where the mask is
+valid, NaN elsewhere and outside the year. Samples with no valid observation in any sensor
+during their year are dropped (the count is logged).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from scipy import ndimage
+from tqdm.auto import tqdm
+
+from gpvae.errors import InputError
+from gpvae.io.cube import cube_grid, open_cube
+from gpvae.io.maskfile import open_mask
+from gpvae.io.parcels import rasterize_parcels, read_parcels
+from gpvae.io.pixels import write_pixels
+from gpvae.preprocess.split import split_parcels
+
+log = logging.getLogger(__name__)
+
+
+def interior(ids: np.ndarray, erosion_px: int) -> np.ndarray:
+    """Pixels whose (2e+1)^2 neighbourhood lies in one parcel (image edges are no border)."""
+    inside = ids > 0
+    if erosion_px <= 0:
+        return inside
+    size = 2 * int(erosion_px) + 1
+    lo = ndimage.minimum_filter(ids, size=size, mode="nearest")
+    hi = ndimage.maximum_filter(ids, size=size, mode="nearest")
+    return inside & (lo == hi)
+
+
+def draw_pixels(candidates: pd.DataFrame, *, per_class: int, per_parcel_cap: int,
+                rng: np.random.Generator) -> pd.DataFrame:
+    """Per class, a random subset of at most ``per_class`` rows, <= ``per_parcel_cap`` each
+    parcel: shuffle, keep the first ``cap`` rows of each parcel, then the first ``per_class``."""
+    shuffled = candidates.iloc[rng.permutation(len(candidates))]
+    capped = shuffled[shuffled.groupby("parcel_id").cumcount() < per_parcel_cap]
+    drawn = capped.groupby("label", sort=True).head(per_class)
+    return drawn.sort_values(["tile", "row", "col"]).reset_index(drop=True)
+
+
+def gather(var: xr.DataArray, t: int, rows: np.ndarray, cols: np.ndarray,
+           block: int = 256) -> np.ndarray:
+    """``var[t, ..., rows, cols]`` -> (..., npix), reading row blocks (lazy-file friendly)."""
+    out = None
+    for r0 in np.unique(rows // block) * block:
+        sel = np.flatnonzero((rows >= r0) & (rows < r0 + block))
+        c0, c1 = cols[sel].min(), cols[sel].max() + 1
+        r1 = rows[sel].max() + 1
+        chunk = var[t, ..., r0:r1, c0:c1].values
+        vals = chunk[..., rows[sel] - r0, cols[sel] - c0]
+        if out is None:
+            out = np.empty(vals.shape[:-1] + (len(rows),), vals.dtype)
+        out[..., sel] = vals
+    return out
+
+
+def pixel_series(cube: xr.Dataset, mask: xr.DataArray | None, rows: np.ndarray,
+                 cols: np.ndarray, desc: str) -> np.ndarray:
+    """Time series (npix, time, band) of the cube at pixels, NaN where ``mask`` is 0
+    (``mask`` None: every value is kept)."""
+    out = np.full((len(rows), cube.sizes["time"], cube.sizes["band"]), np.nan, np.float32)
+    if len(rows) == 0:
+        return out
+    for t in tqdm(range(cube.sizes["time"]), desc=desc, unit="date", leave=False):
+        vals = gather(cube["data"], t, rows, cols).T          # (npix, band)
+        if mask is None:
+            out[:, t] = vals
+        else:
+            ok = gather(mask, t, rows, cols).astype(bool)
+            out[ok, t] = vals[ok]
+    return out
+
+
+def _check_int(name: str, value: int, minimum: int) -> None:
+    if int(value) < minimum:
+        raise InputError(f"{name} = {value} < {minimum}", field=name,
+                         fix=f"set {name} to an integer >= {minimum}")
+
+
+def _tile_cubes(tile: str, spec: dict) -> tuple[dict, dict, tuple]:
+    """Open a tile's cubes and masks; all on one grid (else InputError naming both cubes)."""
+    cubes = {s: open_cube(p) for s, p in spec["cubes"].items()}
+    if not cubes:
+        raise InputError(f"tile {tile} has no cube", field="cubes",
+                         fix="list at least one sensor cube for the tile")
+    first = "S2" if "S2" in cubes else next(iter(cubes))
+    grid = cube_grid(cubes[first])
+    for s, ds in cubes.items():
+        g = cube_grid(ds)
+        if g[0] != grid[0] or g[2:] != grid[2:] or not g[1].almost_equals(grid[1], 1e-6):
+            raise InputError(f"cubes {spec['cubes'][first]} and {spec['cubes'][s]} of tile "
+                             f"{tile} are on different grids", file=spec["cubes"][s],
+                             field="grid", fix="extract all sensors of a tile with one AOI")
+    masks = {}
+    for s, ds in cubes.items():
+        path = (spec.get("masks") or {}).get(s)
+        if path is None:
+            log.warning("%s %s: no mask file given, using the cube's valid", tile, s)
+            masks[s] = ds["valid"]
+        else:
+            masks[s] = open_mask(path, ds)["valid"]
+    return cubes, masks, grid
+
+
+def sample_pixels(inputs: dict[str, dict], out: Path, *, class_field: str, id_field: str,
+                  per_class: int, per_parcel_cap: int, erosion_px: int,
+                  split_fractions: dict[str, float], seed: int, years: list[int] | None = None,
+                  classes: list[str] | None = None) -> Path:
+    """Draw labelled pixels from every tile and write the pixel dataset.
+
+    ``inputs``: tile -> {"cubes": {sensor: path}, "masks": {sensor: path}, "parcels": gpkg,
+    "truth": truth cube or None, "region": str}. ``classes`` fixes the label order (parcels
+    of other classes are not sampled); None = sorted unique classes found. ``years`` None =
+    all years of the S2 cubes (of all cubes when there is no S2).
+    """
+    _check_int("per_class", per_class, 1)
+    _check_int("per_parcel_cap", per_parcel_cap, 1)
+    _check_int("erosion_px", erosion_px, 0)
+    if not inputs:
+        raise InputError("no tile to sample", field="inputs", fix="configure at least one tile")
+    split_seq, draw_seq = np.random.SeedSequence(seed).spawn(2)
+    tiles = {}
+    frames = []
+    for tile, spec in sorted(inputs.items()):
+        cubes, masks, (crs, transform, h, w) = _tile_cubes(tile, spec)
+        bounds = (transform.c, transform.f + h * transform.e, transform.c + w * transform.a,
+                  transform.f)
+        parcels = read_parcels(spec["parcels"], id_field=id_field, class_field=class_field,
+                               crs=crs, bounds=bounds)
+        ids = rasterize_parcels(parcels, transform, h, w)
+        rows, cols = np.nonzero(interior(ids, erosion_px))
+        idx = ids[rows, cols] - 1
+        frames.append(pd.DataFrame({"tile": tile, "row": rows.astype(np.int32),
+                                    "col": cols.astype(np.int32),
+                                    "parcel_id": parcels["parcel_id"].to_numpy()[idx],
+                                    "class": parcels["class"].to_numpy()[idx]}))
+        tiles[tile] = (cubes, masks, spec)
+        log.info("%s: %d parcels, %d interior pixels (erosion %d px)", tile, len(parcels),
+                 len(rows), erosion_px)
+    cand = pd.concat(frames, ignore_index=True)
+    class_names = sorted(cand["class"].unique()) if classes is None else [str(c) for c in
+                                                                          classes]
+    other = ~cand["class"].isin(class_names)
+    if other.any():
+        log.info("%d interior pixels of classes outside %s not sampled", other.sum(),
+                 class_names)
+    cand = cand[~other]
+    if cand.empty:
+        raise InputError("no parcel interior pixel to sample", field="classes/erosion_px",
+                         fix="check the class names, lower erosion_px or use larger parcels")
+    cand["label"] = pd.Categorical(cand["class"], categories=class_names).codes.astype(np.int16)
+    parcel_class = cand.drop_duplicates("parcel_id")
+    split_of = split_parcels(parcel_class["parcel_id"].to_numpy(),
+                             parcel_class["label"].to_numpy(), split_fractions, split_seq)
+    picked = draw_pixels(cand, per_class=per_class, per_parcel_cap=per_parcel_cap,
+                         rng=np.random.default_rng(draw_seq))
+    log.info("drew %d pixels: %s", len(picked),
+             picked.groupby("class").size().to_dict())
+    return _write_samples(out, tiles, picked, split_of, class_names, years, attrs={
+        "seed": int(seed), "class_field": class_field, "id_field": id_field,
+        "per_class": int(per_class), "per_parcel_cap": int(per_parcel_cap),
+        "erosion_px": int(erosion_px), "split_fractions": json.dumps(split_fractions),
+        "inputs": json.dumps(inputs, default=str)})
+
+
+def _write_samples(out: Path, tiles: dict, picked: pd.DataFrame, split_of: dict[int, str],
+                   class_names: list[str], years: list[int] | None, attrs: dict) -> Path:
+    """Read the drawn pixels' series, expand them to one sample per year, write pixels.nc."""
+    sensors = sorted({s for cubes, _, _ in tiles.values() for s in cubes},
+                     key=lambda s: (s != "S2", s))
+    times = {s: np.unique(np.concatenate([c[s]["time"].values for c, _, _ in tiles.values()
+                                          if s in c])) for s in sensors}
+    bands = {}
+    for s in sensors:
+        found = {tuple(map(str, c[s]["band"].values)) for c, _, _ in tiles.values() if s in c}
+        if len(found) > 1:
+            raise InputError(f"{s} cubes of different tiles have different bands {found}",
+                             field="band", fix="extract every tile with the same bands")
+        bands[s] = list(found.pop())
+    if years is None:
+        ref = times["S2"] if "S2" in times else np.concatenate(list(times.values()))
+        years = sorted(set(ref.astype("datetime64[Y]").astype(int) + 1970))
+    years = [int(y) for y in years]
+    series = {s: np.full((len(picked), len(times[s]), len(bands[s])), np.nan, np.float32)
+              for s in sensors}
+    truth = None
+    xs, ys = np.empty(len(picked)), np.empty(len(picked))
+    for tile, (cubes, masks, spec) in tiles.items():
+        sel = np.flatnonzero(picked["tile"].to_numpy() == tile)
+        rows, cols = picked["row"].to_numpy()[sel], picked["col"].to_numpy()[sel]
+        any_cube = next(iter(cubes.values()))
+        xs[sel], ys[sel] = any_cube["x"].values[cols], any_cube["y"].values[rows]
+        for s, ds in cubes.items():
+            pos = np.searchsorted(times[s], ds["time"].values)
+            series[s][np.ix_(sel, pos)] = pixel_series(ds, masks[s], rows, cols, f"{s} {tile}")
+        if spec.get("truth") and "S2" in sensors:
+            truth = _truth(truth, spec["truth"], sel, rows, cols, times["S2"], series["S2"])
+    sample_year = np.repeat(np.array(years, np.int16)[None], len(picked), axis=0).ravel()
+    pix = np.repeat(np.arange(len(picked)), len(years))
+    keep = np.zeros(len(pix), bool)
+    values = {}
+    for s in sensors:
+        in_year = (times[s].astype("datetime64[Y]").astype(int) + 1970)[None, :] == \
+            sample_year[:, None]
+        v = np.where(in_year[..., None], series[s][pix], np.nan)
+        keep |= np.isfinite(v).any(axis=(1, 2))
+        values[s] = v
+    if truth is not None:
+        in_year = (times["S2"].astype("datetime64[Y]").astype(int) + 1970)[None, :] == \
+            sample_year[:, None]
+        truth = np.where(in_year[..., None], truth[pix], np.nan)[keep]
+    n_drop = int((~keep).sum())
+    if n_drop:
+        log.warning("dropped %d of %d pixel-year samples with no valid date in their year",
+                    n_drop, len(keep))
+    if not keep.any():
+        raise InputError(f"no sampled pixel has a valid date in years {years}", field="years",
+                         fix="check the years and the masks (too cloudy?)")
+    p = picked.iloc[pix[keep]]
+    samples = {"x": xs[pix[keep]], "y": ys[pix[keep]], "row": p["row"], "col": p["col"],
+               "tile": p["tile"], "parcel_id": p["parcel_id"], "label": p["label"],
+               "split": p["parcel_id"].map(split_of), "region":
+               p["tile"].map({t: str(spec.get("region") or t) for t, (_, _, spec)
+                              in tiles.items()}), "year": sample_year[keep]}
+    samples = {k: np.asarray(v) for k, v in samples.items()}
+    log.info("writing %d samples (%s) to %s", keep.sum(),
+             pd.Series(samples["split"]).value_counts().to_dict(), out)
+    return write_pixels(out, values={s: v[keep] for s, v in values.items()}, times=times,
+                        bands=bands, samples=samples, class_names=class_names, truth=truth,
+                        attrs=attrs)
+
+
+def _truth(truth: np.ndarray | None, path: Path, sel: np.ndarray, rows: np.ndarray,
+           cols: np.ndarray, times: np.ndarray, s2: np.ndarray) -> np.ndarray:
+    """Fill the truth series (npix, time_S2, band) of one tile's pixels (dates matched)."""
+    ds = open_cube(path)
+    if ds.sizes["band"] != s2.shape[2]:
+        raise InputError(f"truth cube has {ds.sizes['band']} bands, the S2 cubes "
+                         f"{s2.shape[2]}", file=path, field="band",
+                         fix="regenerate the truth cube with the S2 bands")
+    truth = np.full_like(s2, np.nan) if truth is None else truth
+    pos = np.searchsorted(times, ds["time"].values)
+    pos = np.clip(pos, 0, len(times) - 1)
+    match = times[pos] == ds["time"].values
+    if not match.all():
+        log.warning("%s: %d truth dates not in the S2 cubes, ignored", path, (~match).sum())
+    full = pixel_series(ds, None, rows, cols, "truth")
+    truth[np.ix_(sel, pos[match])] = full[:, match]
+    return truth
