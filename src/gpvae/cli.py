@@ -63,10 +63,10 @@ def _cmd_sample(a: argparse.Namespace) -> None:
 
 
 def _cmd_train(a: argparse.Namespace) -> None:
-    from gpvae.train.loop import train_model
+    from gpvae.train.loop import train_and_publish
 
-    train_model(Path(a.pixels), a.model, a.model_config, Path(a.out), device=a.device,
-                resume=not a.no_resume, max_epochs=a.max_epochs)
+    train_and_publish(Path(a.pixels), a.model, a.model_config, Path(a.out), device=a.device,
+                      resume=not a.no_resume, max_epochs=a.max_epochs)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,110 @@
+"""Checkpoints (contracts.md section 3): weights, full config, normalisation, RNG, versions.
+
+Saved with ``torch.save`` through :func:`gpvae.io.atomic.atomic_path` and read with
+``weights_only=True`` (plain containers and tensors only), so a checkpoint is safe to load and
+loadable with no code edits: :func:`load_model` rebuilds the model from the stored config.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+import gpvae
+from gpvae.errors import InputError
+from gpvae.io.atomic import atomic_path
+from gpvae.train.device import resolve_device
+from gpvae.train.normalise import Normalisation
+
+FORMAT = "gpvae-checkpoint"
+FORMAT_VERSION = 1
+REQUIRED_KEYS = ("format", "format_version", "model_name", "model_cfg", "sensor_bands",
+                 "normalisation", "model_state", "epoch")
+
+
+def versions() -> dict[str, str]:
+    """Software versions recorded in every checkpoint."""
+    import gpytorch
+
+    return {"gpvae": str(gpvae.__version__), "torch": str(torch.__version__),
+            "gpytorch": str(gpytorch.__version__)}
+
+
+def canonical_config(model_cfg: dict) -> str:
+    """A model config as canonical JSON (sorted keys), for equality checks."""
+    return json.dumps(model_cfg, sort_keys=True, default=str)
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
+    """Write ``state`` (plus format tag and versions) to ``path`` atomically."""
+    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "versions": versions(),
+               **state}
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return Path(path)
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """Load and validate a checkpoint; unreadable, corrupted or foreign files -> InputError."""
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError as err:
+        raise InputError("checkpoint not found", file=path,
+                         fix="train the model first (gpvae train)") from err
+    except Exception as err:  # torch raises many types for truncated/garbage files
+        raise InputError(f"checkpoint is corrupted or not a gpvae checkpoint ({err})",
+                         file=path, fix="delete it and train again") from err
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise InputError("file is not a gpvae checkpoint", file=path, field="format",
+                         fix="delete it and train again")
+    missing = [k for k in REQUIRED_KEYS if k not in state]
+    if missing:
+        raise InputError(f"checkpoint lacks {missing}", file=path, field=missing[0],
+                         fix="delete it and train again")
+    if state["format_version"] > FORMAT_VERSION:
+        raise InputError(f"checkpoint format {state['format_version']} is newer than this "
+                         f"gpvae ({FORMAT_VERSION})", file=path, field="format_version",
+                         fix="upgrade gpvae")
+    return state
+
+
+def check_same_run(state: dict, model_name: str, model_cfg: dict, *, file: object) -> None:
+    """A checkpoint may only be resumed by the same model name and identical config."""
+    if state["model_name"] != model_name:
+        raise InputError(f"checkpoint belongs to model {state['model_name']!r}, not "
+                         f"{model_name!r}", file=file, field="model_name",
+                         fix="use another output folder or delete the checkpoint")
+    if canonical_config(state["model_cfg"]) != canonical_config(model_cfg):
+        raise InputError("checkpoint was trained with a different model config: stored "
+                         f"{canonical_config(state['model_cfg'])}, now "
+                         f"{canonical_config(model_cfg)}", file=file, field="model_cfg",
+                         fix="delete the checkpoint (or train without resume) to start over")
+
+
+def load_model(checkpoint: str | os.PathLike, device: str | torch.device = "auto"
+               ) -> tuple[torch.nn.Module, dict]:
+    """Rebuild a trained model from a checkpoint; returns ``(model in eval mode, meta)``.
+
+    ``meta`` holds ``model_name``, ``model_cfg``, ``sensor_bands``, ``normalisation`` (a
+    :class:`~gpvae.train.normalise.Normalisation`), ``epoch``, ``best_val``, ``versions``.
+    """
+    from gpvae.models.build import build_model
+
+    state = read_checkpoint(checkpoint)
+    model = build_model(state["model_cfg"], state["sensor_bands"])
+    try:
+        model.load_state_dict(state["model_state"])
+    except RuntimeError as err:
+        raise InputError(f"checkpoint weights do not fit the model built from its config "
+                         f"({err})", file=checkpoint, field="model_state",
+                         fix="use the gpvae version that wrote it: "
+                         f"{state.get('versions', {})}") from err
+    model.to(resolve_device(device)).eval()
+    meta = {k: state.get(k) for k in ("model_name", "model_cfg", "sensor_bands", "epoch",
+                                      "best_val", "best_epoch", "versions")}
+    meta["normalisation"] = Normalisation.from_dict(state["normalisation"])
+    return model, meta
