@@ -1,0 +1,215 @@
+"""Build a model from one entry of the config's ``models:`` mapping, validating every key."""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import torch
+
+from gpvae.errors import InputError
+from gpvae.models.decoders import MLPDecoder
+from gpvae.models.encoders import SinusoidalTimeEncoding, SiteEncoder
+from gpvae.models.likelihoods import LIKELIHOODS, Likelihood, make_likelihood
+from gpvae.models.vae import SITSVAE
+
+log = logging.getLogger(__name__)
+
+MODEL_TYPES = ("gpvae", "banded_gpvae", "iid_vae", "hivae", "seq_vae")
+SENSORS = ("S2", "S1_ASC", "S1_DES")
+
+#: Defaults of every model key (``sensors`` defaults to all sensors of the dataset).
+DEFAULTS: dict[str, Any] = {
+    "type": "gpvae", "prior": "markov", "kernel": "matern32", "lengthscale": 30.0,
+    "outputscale": 1.0, "period": 365.25, "num_inducing": 24, "grid_step_days": 10.0,
+    "time_range": [-30.0, 400.0], "latent_dim": 8, "hidden": 64, "decoder_layers": 2,
+    "likelihood": "gaussian", "heteroscedastic": False, "beta": 1.0, "num_components": 5,
+    "time_encoding_dim": 16,
+}
+_OTHER_KEYS = ("train", "description", "sensors", "bands")
+
+
+def _error(what: str, key: str, fix: str, name: str | None) -> InputError:
+    field = f"models.{name}.{key}" if name else key
+    return InputError(what, field=field, fix=fix)
+
+
+def _choice(out: dict, key: str, valid: tuple[str, ...], name: str | None) -> None:
+    if out[key] not in valid:
+        raise _error(f"unknown {key} {out[key]!r}", key, f"use one of {', '.join(valid)}", name)
+
+
+def _integer(out: dict, key: str, minimum: int, name: str | None) -> None:
+    v = out[key]
+    if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+        raise _error(f"{key} must be an integer >= {minimum}, got {v!r}", key,
+                     f"set {key} to an integer >= {minimum}", name)
+
+
+def _number(out: dict, key: str, name: str | None, *, strict: bool = True) -> None:
+    v = out[key]
+    ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    if not ok or v < 0 or (strict and v == 0):
+        raise _error(f"{key} must be a number {'>' if strict else '>='} 0, got {v!r}", key,
+                     "use a positive number", name)
+
+
+def _sensors(out: dict, sensor_bands: dict[str, list[str]], name: str | None) -> None:
+    if not out["sensors"]:
+        raise _error("no sensor selected", "sensors", "list at least one sensor", name)
+    for s in out["sensors"]:
+        if s not in SENSORS:
+            raise _error(f"unknown sensor {s!r}", "sensors",
+                         f"use sensors among {', '.join(SENSORS)}", name)
+        if not sensor_bands.get(s):
+            raise _error(f"sensor {s!r} has no bands in the pixel dataset", "sensors",
+                         f"add {s} to the dataset or drop it from the model's sensors", name)
+
+
+def _bands(cfg: dict, out: dict, sensor_bands: dict[str, list[str]], name: str | None
+           ) -> dict[str, list[str]]:
+    """Bands the model uses per sensor: ``cfg['bands'][s]`` (a subset of the dataset's, in
+    that order) or all the dataset's bands."""
+    wanted = cfg.get("bands") or {}
+    if not isinstance(wanted, dict):
+        raise _error("bands must map sensor -> list of bands", "bands",
+                     "e.g. bands: {S2: [B04, B08]}", name)
+    extra = sorted(set(wanted) - set(out["sensors"]))
+    if extra:
+        raise _error(f"bands given for sensors {extra} not in the model's sensors", "bands",
+                     "add them to `sensors` or remove them from `bands`", name)
+    out_bands = {}
+    for s in out["sensors"]:
+        chosen = list(wanted.get(s) or sensor_bands[s])
+        missing = [b for b in chosen if b not in sensor_bands[s]]
+        if missing or not chosen:
+            raise _error(f"sensor {s}: bands {missing} are not in the pixel dataset "
+                         f"(it has {sensor_bands[s]})", "bands",
+                         f"choose bands among {sensor_bands[s]}", name)
+        out_bands[s] = chosen
+    return out_bands
+
+
+def _time_range(out: dict, name: str | None) -> None:
+    tr = out["time_range"]
+    ok = (isinstance(tr, list | tuple) and len(tr) == 2
+          and all(isinstance(v, int | float) and not isinstance(v, bool) for v in tr)
+          and tr[0] < tr[1])
+    if not ok:
+        raise _error(f"time_range must be [start, end] with start < end, got {tr!r}",
+                     "time_range", "e.g. [-30, 400] days from the sample origin", name)
+
+
+def resolve_config(cfg: dict, sensor_bands: dict[str, list[str]], name: str | None = None
+                   ) -> dict[str, Any]:
+    """Validated config with defaults filled in; InputError naming the bad key."""
+    from gpvae.models.kernels import KERNELS
+    from gpvae.models.priors import PRIORS
+
+    if not isinstance(cfg, dict):
+        raise _error(f"model config must be a mapping, got {type(cfg).__name__}", "",
+                     "write the model as `name: {type: gpvae, ...}`", name)
+    unknown = sorted(set(cfg) - set(DEFAULTS) - set(_OTHER_KEYS))
+    if unknown:
+        log.warning("model %s: ignoring unknown keys %s", name or "", unknown)
+    out = {**DEFAULTS, **{k: v for k, v in cfg.items() if k in DEFAULTS}}
+    sensors = cfg.get("sensors", list(sensor_bands))
+    out["sensors"] = [sensors] if isinstance(sensors, str) else list(sensors)
+
+    _choice(out, "type", MODEL_TYPES, name)
+    _sensors(out, sensor_bands, name)
+    out["bands"] = _bands(cfg, out, sensor_bands, name)
+    for key in ("latent_dim", "hidden", "num_inducing", "num_components", "time_encoding_dim"):
+        _integer(out, key, 1, name)
+    _integer(out, "decoder_layers", 0, name)
+    if out["time_encoding_dim"] % 2:
+        raise _error("time_encoding_dim must be even", "time_encoding_dim",
+                     "use an even number", name)
+    for key in ("lengthscale", "outputscale", "period", "grid_step_days"):
+        _number(out, key, name)
+    _number(out, "beta", name, strict=False)
+    _time_range(out, name)
+    _choice(out, "likelihood", LIKELIHOODS, name)
+    if not isinstance(out["heteroscedastic"], bool):
+        raise _error("heteroscedastic must be true or false", "heteroscedastic",
+                     "use true or false", name)
+    if out["type"] == "gpvae":
+        _choice(out, "prior", PRIORS, name)
+    if out["type"] in ("gpvae", "banded_gpvae"):
+        _choice(out, "kernel", KERNELS, name)
+    return out
+
+
+def sensor_heads(cfg: dict, sensor_bands: dict[str, list[str]], in_dim: int
+                 ) -> tuple[dict[str, MLPDecoder], dict[str, Likelihood]]:
+    """One decoder (in_dim -> bands) and one likelihood per sensor."""
+    dec = {s: MLPDecoder(in_dim, len(b), cfg["hidden"], depth=cfg["decoder_layers"],
+                         heteroscedastic=cfg["heteroscedastic"]) for s, b in sensor_bands.items()}
+    lik = {s: make_likelihood(cfg["likelihood"], len(b), heteroscedastic=cfg["heteroscedastic"])
+           for s, b in sensor_bands.items()}
+    return dec, lik
+
+
+def _kernel(cfg: dict):
+    from gpvae.models.kernels import make_kernel
+    return make_kernel(cfg["kernel"], cfg["latent_dim"], lengthscale=float(cfg["lengthscale"]),
+                       outputscale=float(cfg["outputscale"]), period=float(cfg["period"]))
+
+
+def _grid(cfg: dict) -> torch.Tensor:
+    t0, t1 = (float(v) for v in cfg["time_range"])
+    return torch.arange(t0, t1 + 1e-9, float(cfg["grid_step_days"]), dtype=torch.float32)
+
+
+def build_model(cfg: dict, sensor_bands: dict[str, list[str]], name: str | None = None
+                ) -> SITSVAE:
+    """The model described by ``cfg`` (one ``models:`` entry) for the dataset's sensor bands.
+
+    ``sensor_bands``: sensor -> band names as in the pixel dataset. The model uses the bands
+    of ``cfg['bands']`` (default: all), in that order: batches must carry exactly
+    ``model.sensor_bands[s]`` for each sensor. ``model.config`` keeps the resolved config;
+    ``build_model(model.config, model.sensor_bands)`` rebuilds it (e.g. from a checkpoint).
+    """
+    cfg = resolve_config(cfg, sensor_bands, name)
+    bands = cfg["bands"]
+    L, H = cfg["latent_dim"], cfg["hidden"]
+    common = {"beta": float(cfg["beta"])}
+    kind = cfg["type"]
+    if kind == "gpvae":
+        from gpvae.models.gpvae import GPVAE
+        from gpvae.models.priors import make_prior
+        kw = {}
+        if cfg["prior"] == "sparse":
+            kw = {"num_inducing": cfg["num_inducing"],
+                  "time_range": tuple(float(v) for v in cfg["time_range"])}
+        dec, lik = sensor_heads(cfg, bands, L)
+        model: SITSVAE = GPVAE(bands, L, prior=make_prior(cfg["prior"], _kernel(cfg), **kw),
+                               encoders={s: SiteEncoder(len(b), H, L) for s, b in bands.items()},
+                               decoders=dec, likelihoods=lik, **common)
+    elif kind == "banded_gpvae":
+        from gpvae.models.banded_vae import BandedGPVAE
+        from gpvae.models.priors.banded import BandedGPPosterior
+        dec, lik = sensor_heads(cfg, bands, L)
+        model = BandedGPVAE(bands, L, posterior=BandedGPPosterior(_kernel(cfg)), grid=_grid(cfg),
+                            hidden=H, decoders=dec, likelihoods=lik, **common)
+    elif kind == "iid_vae":
+        from gpvae.models.baselines import IIDVAE
+        dec, lik = sensor_heads(cfg, bands, L)
+        model = IIDVAE(bands, L, encoders={s: SiteEncoder(len(b), H, L) for s, b in bands.items()},
+                       decoders=dec, likelihoods=lik, **common)
+    elif kind == "hivae":
+        from gpvae.models.baselines import HIVAE
+        dec, lik = sensor_heads(cfg, bands, L)
+        model = HIVAE(bands, L, hidden=H, num_components=cfg["num_components"], decoders=dec,
+                      likelihoods=lik, **common)
+    else:
+        from gpvae.models.baselines import SeqVAE
+        te = SinusoidalTimeEncoding(cfg["time_encoding_dim"])
+        dec, lik = sensor_heads(cfg, bands, L + te.dim)
+        model = SeqVAE(bands, L, hidden=H, time_encoding=te, decoders=dec, likelihoods=lik,
+                       **common)
+    model.config = cfg
+    log.info("built model %s (%s): %d parameters, sensors %s", name or "", kind,
+             sum(p.numel() for p in model.parameters()), cfg["sensors"])
+    return model
