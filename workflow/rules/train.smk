@@ -11,6 +11,7 @@ rule train:
         f"{R}/logs/train/{{model}}.log",
     conda:
         ENV
+    threads: 2
     resources:
         gpu=1,
     params:
@@ -20,6 +21,6 @@ rule train:
     message:
         "Training model {wildcards.model}"
     shell:
-        "python -m gpvae.cli train --pixels {input:q} --model {wildcards.model} "
+        "OMP_NUM_THREADS={threads} python -m gpvae.cli train --pixels {input:q} --model {wildcards.model} "
         "--model-config {params.cfg:q} --out {params.outdir} --device {params.device} "
         "> {log} 2>&1"
