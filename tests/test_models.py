@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import pytest
 import torch
@@ -298,7 +297,7 @@ def test_short_training_increases_gpvae_elbo():
         with torch.no_grad():
             return float(model.elbo(b, num_samples=16).elbo.sum()) / n_obs
 
-    before, start = score(), time.perf_counter()
+    before = score()
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
     for _ in range(200):
         opt.zero_grad()
@@ -307,4 +306,3 @@ def test_short_training_increases_gpvae_elbo():
         opt.step()
     after = score()
     assert math.isfinite(after) and after > before + 0.5, (before, after)
-    assert time.perf_counter() - start < 20

@@ -2,36 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import xarray as xr
+from conftest import run_snakemake, tiny_workdir
 
-ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
-
-
-def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
-           "--cores", "2", *args]
-    # Jobs call `python`: make it this interpreter's (the virtual environment's).
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=1200, env=env)
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    work = tmp_path_factory.mktemp("tiny")
-    (work / "config").mkdir()
-    shutil.copy(ROOT / "tests" / "data" / "tiny.yaml", work / "config" / "config.yaml")
-    proc = _snakemake(work)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    return work
 
 
 def test_data_stages_produce_the_pixel_dataset(tiny_run: Path) -> None:
@@ -40,7 +18,8 @@ def test_data_stages_produce_the_pixel_dataset(tiny_run: Path) -> None:
     splits = set(ds["split"].values.astype(str))
     assert splits <= {"train", "val", "test"} and "train" in splits
     # No parcel in two splits.
-    pairs = {(int(p), str(s)) for p, s in zip(ds["parcel_id"].values, ds["split"].values)}
+    ids, splits_ = ds["parcel_id"].values, ds["split"].values
+    pairs = {(int(p), str(s)) for p, s in zip(ids, splits_, strict=True)}
     parcels = [p for p, _ in pairs]
     assert len(parcels) == len(set(parcels))
     assert set(ds["tile"].values.astype(str)) == {"T31TCJ", "T31UDQ"}
@@ -53,15 +32,14 @@ def test_data_stages_produce_the_pixel_dataset(tiny_run: Path) -> None:
 
 
 def test_dry_run_after_success_has_nothing_to_do(tiny_run: Path) -> None:
-    proc = _snakemake(tiny_run, "-n")
+    proc = run_snakemake(tiny_run, "-n")
     assert proc.returncode == 0
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
 def test_bad_config_key_stops_with_its_name(tmp_path: Path) -> None:
-    (tmp_path / "config").mkdir()
-    text = (ROOT / "tests" / "data" / "tiny.yaml").read_text()
-    (tmp_path / "config" / "config.yaml").write_text(text.replace("per_class:", "per_clas:"))
-    proc = _snakemake(tmp_path, "-n")
+    text = (Path(__file__).parent / "data" / "tiny.yaml").read_text()
+    tiny_workdir(tmp_path, text.replace("per_class:", "per_clas:"))
+    proc = run_snakemake(tmp_path, "-n")
     assert proc.returncode != 0
     assert "sample.per_clas" in proc.stdout + proc.stderr
