@@ -8,6 +8,14 @@ configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
+
+
+wildcard_constraints:
+    tile="|".join(TILES) if TILES else "NO_TILE",
+    sensor="S2|S1_ASC|S1_DES",
+    model="|".join(MODELS) if MODELS else "NO_MODEL",
+
+
 include: "workflow/rules/scene.smk"
 include: "workflow/rules/extract.smk"
 include: "workflow/rules/mask.smk"

@@ -31,6 +31,17 @@ def test_data_stages_produce_the_pixel_dataset(tiny_run: Path) -> None:
     assert len(logs) >= 2 + 6 + 6 + 1
 
 
+def test_every_model_is_trained(tiny_run: Path) -> None:
+    import pandas as pd
+
+    for model in ("gp_markov", "iid"):
+        folder = tiny_run / "results" / "models" / model
+        assert (folder / "best.pt").stat().st_size > 0
+        m = pd.read_csv(folder / "metrics.csv")
+        assert set(m["split"]) == {"train", "val"} and m["epoch"].max() == 2
+        assert np.isfinite(m["elbo"]).all()
+
+
 def test_dry_run_after_success_has_nothing_to_do(tiny_run: Path) -> None:
     proc = run_snakemake(tiny_run, "-n")
     assert proc.returncode == 0

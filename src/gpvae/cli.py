@@ -32,22 +32,32 @@ def _cmd_scene(a: argparse.Namespace) -> None:
 
 
 def _cmd_extract(a: argparse.Namespace) -> None:
-    from gpvae.preprocess.extract import extract_s1tiling, extract_s2_theia
+    from gpvae.io.readers import extract_cube
 
-    common = {"aoi": tuple(a.aoi) if a.aoi else None, "start": a.start, "end": a.end}
-    if a.sensor == "S2":
-        extract_s2_theia(Path(a.input), a.tile, Path(a.out), bands=a.bands,
-                         product=a.product, **common)
-    else:
-        orbit = a.sensor.split("_", 1)[1]
-        extract_s1tiling(Path(a.input), a.tile, orbit, Path(a.out), **common)
+    fmt = a.format or ("theia" if a.sensor == "S2" else "s1tiling")
+    options = dict(a.options or {})
+    if a.product:
+        options["product"] = a.product
+    extract_cube(fmt, a.sensor, a.input, a.tile, Path(a.out), bands=a.bands,
+                 aoi=tuple(a.aoi) if a.aoi else None, start=a.start, end=a.end,
+                 options=options)
 
 
 def _cmd_mask(a: argparse.Namespace) -> None:
     from gpvae.preprocess.mask import compute_mask
 
     compute_mask(Path(a.cube), Path(a.out), Path(a.table), clm_bits=a.clm_bits,
-                 dilation_px=a.dilation)
+                 dilation_px=a.dilation, scl_classes=tuple(a.scl_classes))
+
+
+def _cmd_table(a: argparse.Namespace) -> None:
+    from gpvae.io.tables import table_to_pixels
+
+    spec = dict(a.spec)
+    table = spec.pop("table")
+    sample = spec.pop("sample")
+    table_to_pixels(Path(table.pop("path")), Path(a.out), split_fractions=sample["split"],
+                    seed=sample["seed"], classes=sample.get("classes"), **table)
 
 
 def _cmd_sample(a: argparse.Namespace) -> None:
@@ -87,7 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tile", required=True)
     s.add_argument("--out", required=True)
     s.add_argument("--bands", nargs="*", default=None)
-    s.add_argument("--product", default="FRE", choices=["FRE", "SRE"])
+    s.add_argument("--format", default=None,
+                   choices=["theia", "sen2cor", "stac", "s1tiling", "openeo", "generic"],
+                   help="input format (default: theia for S2, s1tiling for S1)")
+    s.add_argument("--options", type=_json, default=None,
+                   help="format-specific settings as JSON (e.g. the generic band mapping)")
+    s.add_argument("--product", default=None, choices=["FRE", "SRE"], help="Theia product")
     s.add_argument("--aoi", nargs=4, type=float, default=None,
                    metavar=("XMIN", "YMIN", "XMAX", "YMAX"))
     s.add_argument("--start", default=None)
@@ -100,7 +115,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--table", required=True)
     s.add_argument("--clm-bits", type=int, nargs="*", default=[0])
     s.add_argument("--dilation", type=int, default=0)
+    s.add_argument("--scl-classes", type=int, nargs="*", default=[0, 1, 3, 8, 9, 10])
     s.set_defaults(func=_cmd_mask)
+
+    s = sub.add_parser("table", help="a table of extracted time series -> the pixel dataset")
+    s.add_argument("--spec", type=_json, required=True,
+                   help="JSON (or @file): {table: {...inputs.table...}, sample: {...}}")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=_cmd_table)
 
     s = sub.add_parser("sample", help="sample labelled pixels into the pixel dataset")
     s.add_argument("--spec", type=_json, required=True,

@@ -1,5 +1,6 @@
 # Config validation (schema + defaults) and helpers shared by the rules.
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -22,15 +23,19 @@ shell.prefix(
     f"set -euo pipefail; export PYTHONPATH={SRC}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
 )
 
-S1_CFG = config["inputs"].get("S1") or {}
+INPUTS = config["inputs"]
+TABLE = INPUTS.get("table")  # a sample table replaces extract/mask/sample
+if not TABLE and not (INPUTS.get("S2") and INPUTS.get("parcels") and TILES):
+    raise ValueError(
+        "config: give either inputs.table, or tiles + inputs.S2 + inputs.parcels. "
+        "Fix: see config/examples/."
+    )
+S1_CFG = INPUTS.get("S1") or {}
 SENSORS = ["S2"] + [f"S1_{o}" for o in S1_CFG.get("orbits", [])]
+if TABLE:
+    SENSORS = list(TABLE["columns"].get("bands", {}) or ["S2"])
+    TILES = []
 MODELS = list(config["models"])
-
-
-wildcard_constraints:
-    tile="|".join(TILES),
-    sensor="S2|S1_ASC|S1_DES",
-    model="|".join(MODELS) if MODELS else "NO_MODEL",
 
 
 def tile_path(template, tile):
@@ -38,11 +43,43 @@ def tile_path(template, tile):
     return template.replace("{tile}", tile)
 
 
+def sensor_config(sensor):
+    """The inputs section of one sensor (S2, or S1 for S1_ASC / S1_DES)."""
+    return INPUTS["S2"] if sensor == "S2" else S1_CFG
+
+
 def sensor_input(wildcards):
-    """Folder of products for one tile and sensor."""
-    if wildcards.sensor == "S2":
-        return tile_path(config["inputs"]["S2"]["path"], wildcards.tile)
-    return tile_path(S1_CFG["path"], wildcards.tile)
+    """Products folder or cube file of one tile and sensor (none for a STAC API URL)."""
+    path = tile_path(sensor_config(wildcards.sensor)["path"], wildcards.tile)
+    return [] if path.startswith(("http://", "https://")) else path
+
+
+def extract_args(wildcards):
+    """Extract options for one sensor (format, reader settings, AOI, dates)."""
+    cfg = sensor_config(wildcards.sensor)
+    e = config["extract"]
+    opts = [f"--format {cfg['format']}"] + extract_options()
+    keys = (
+        "product",
+        "collection",
+        "crs",
+        "bands",
+        "time_var",
+        "mask",
+        "scale",
+        "offset",
+        "sar_units",
+    )
+    reader = {k: cfg[k] for k in keys if cfg.get(k) is not None}
+    if cfg["format"] != "generic":
+        reader = {
+            k: v for k, v in reader.items() if k in ("product", "collection", "crs")
+        }
+    if reader:
+        opts.append("--options " + shlex.quote(json.dumps(reader)))
+    if wildcards.sensor == "S2" and e["bands"]:
+        opts.append("--bands " + " ".join(e["bands"]))
+    return " ".join(opts)
 
 
 def cube(tile, sensor):
@@ -51,6 +88,11 @@ def cube(tile, sensor):
 
 def mask(tile, sensor):
     return f"{R}/masks/{tile}/{sensor}.nc"
+
+
+def table_spec():
+    """Table settings and split settings, as the table stage reads them."""
+    return {"table": TABLE, "sample": config["sample"]}
 
 
 def all_targets():

@@ -11,21 +11,10 @@ rule extract:
     conda:
         ENV
     params:
-        opts=lambda w: " ".join(
-            extract_options()
-            + (
-                [f"--product {config['inputs']['S2']['product']}"]
-                + (
-                    ["--bands " + " ".join(config["extract"]["bands"])]
-                    if config["extract"]["bands"]
-                    else []
-                )
-                if w.sensor == "S2"
-                else []
-            )
-        ),
+        src=lambda w: tile_path(sensor_config(w.sensor)["path"], w.tile),
+        opts=extract_args,
     message:
         "Extracting the {wildcards.sensor} cube of tile {wildcards.tile}"
     shell:
-        "python -m gpvae.cli extract --sensor {wildcards.sensor} --input {input:q} "
+        "python -m gpvae.cli extract --sensor {wildcards.sensor} --input {params.src:q} "
         "--tile {wildcards.tile} --out {output:q} {params.opts} > {log} 2>&1"

@@ -14,8 +14,10 @@ rule mask:
     params:
         bits=" ".join(str(b) for b in config["mask"]["clm_bits"]),
         dilation=config["mask"]["dilation_px"],
+        scl=" ".join(str(c) for c in config["mask"]["scl_classes"]),
     message:
         "Masking clouds and no-data in the {wildcards.sensor} cube of tile {wildcards.tile}"
     shell:
         "python -m gpvae.cli mask --cube {input:q} --out {output.mask:q} --table {output.table:q} "
-        "--clm-bits {params.bits} --dilation {params.dilation} > {log} 2>&1"
+        "--clm-bits {params.bits} --scl-classes {params.scl} --dilation {params.dilation} "
+        "> {log} 2>&1"

@@ -1,4 +1,4 @@
-"""Mask stage: cube valid AND NOT cloud (CLM bits, optionally dilated) -> mask file + CSV.
+"""Mask stage: cube valid AND NOT cloud (quality layer, optionally dilated) -> mask + CSV.
 
 Fractions in the CSV are of all pixels of the date and sum to 1:
 ``nodata_fraction`` = not cube-valid, ``cloud_fraction`` = cube-valid but (dilated) cloud,
@@ -19,14 +19,14 @@ from gpvae.errors import InputError
 from gpvae.io.atomic import atomic_path
 from gpvae.io.cube import open_cube
 from gpvae.io.maskfile import mask_writer
+from gpvae.preprocess.quality import DEFAULT_SCL_INVALID, cube_quality_kind, quality_invalid
 
 log = logging.getLogger(__name__)
 
 
 def clm_cloud(clm: np.ndarray, bits: list[int]) -> np.ndarray:
     """Cloud flag from a Theia CLM byte: any of the selected bits set, (clm & sum 2^b) != 0."""
-    bitmask = np.uint8(sum(1 << int(b) for b in bits))
-    return (np.asarray(clm, dtype=np.uint8) & bitmask) != 0
+    return quality_invalid(clm, "theia_clm", clm_bits=bits)
 
 
 def disk(radius: int) -> np.ndarray:
@@ -43,11 +43,14 @@ def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
 
 
 def compute_mask(cube_path: Path, out_nc: Path, out_csv: Path, *, clm_bits: list[int] = [0],  # noqa: B006
-                 dilation_px: int = 0) -> Path:
+                 dilation_px: int = 0,
+                 scl_classes: tuple[int, ...] = DEFAULT_SCL_INVALID) -> Path:
     """Write the final usable mask of a cube and its per-date cloud-cover CSV.
 
-    S2 (cube has ``quality``): valid = cube valid AND NOT dilate(any CLM bit of ``clm_bits``,
-    ``dilation_px``). S1 (no ``quality``): valid = cube valid.
+    Cube with ``quality``: valid = cube valid AND NOT dilate(invalid(quality), ``dilation_px``)
+    where invalid follows the cube's ``quality_kind`` (Theia CLM: any bit of ``clm_bits``;
+    Sen2Cor SCL: class in ``scl_classes``; generic: the cube's own rule). Without ``quality``
+    (S1): valid = cube valid.
     """
     bad_bits = [b for b in clm_bits if not 0 <= int(b) <= 7]
     if bad_bits:
@@ -57,23 +60,28 @@ def compute_mask(cube_path: Path, out_nc: Path, out_csv: Path, *, clm_bits: list
         raise InputError(f"dilation_px {dilation_px} < 0", field="dilation_px",
                          fix="use 0 (no dilation) or a positive number of pixels")
     cube = open_cube(cube_path)
-    has_clm = "quality" in cube
-    policy = (f"cube valid AND NOT (CLM bits {sorted(set(map(int, clm_bits)))}"
-              f"{f' dilated by {dilation_px} px' if dilation_px else ''})" if has_clm
-              else "cube valid (no cloud mask for this sensor)")
+    kind, rule = cube_quality_kind(cube)
+    what = {"theia_clm": f"CLM bits {sorted(set(map(int, clm_bits)))}",
+            "scl": f"SCL classes {sorted(set(map(int, scl_classes)))}",
+            "bits": f"quality bits {rule}", "classes": f"quality classes {rule}",
+            "boolean": "quality flag"}.get(kind or "", "")
+    policy = (f"cube valid AND NOT ({what}{f' dilated by {dilation_px} px' if dilation_px else ''})"
+              if kind else "cube valid (no cloud mask for this sensor)")
     sensor, tile = cube.attrs["sensor"], cube.attrs["tile"]
     rows = []
     attrs = {"mask_policy": policy, "dilation_px": int(dilation_px),
-             "clm_bits": " ".join(str(int(b)) for b in clm_bits)}
+             "clm_bits": " ".join(str(int(b)) for b in clm_bits),
+             "scl_classes": " ".join(str(int(c)) for c in scl_classes)}
     with atomic_path(out_csv) as tmp_csv:
         with mask_writer(out_nc, cube, attrs=attrs) as out:
             for t in tqdm(range(cube.sizes["time"]), desc=f"mask {sensor} {tile}",
                           unit="date"):
                 valid = cube["valid"][t].values.astype(bool)
                 cloud = np.zeros_like(valid)
-                if has_clm:
-                    cloud = dilate(clm_cloud(cube["quality"][t].values, clm_bits),
-                                   int(dilation_px)) & valid
+                if kind:
+                    bad = quality_invalid(cube["quality"][t].values, kind, clm_bits=clm_bits,
+                                          scl_classes=scl_classes, rule=rule)
+                    cloud = dilate(bad, int(dilation_px)) & valid
                 final = valid & ~cloud
                 out[t] = final.astype(np.uint8)
                 rows.append({"date": str(np.datetime64(cube["time"].values[t], "D")),

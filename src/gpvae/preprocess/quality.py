@@ -55,28 +55,48 @@ def quality_rule(ds: xr.Dataset) -> list[int]:
     return [int(v) for v in (json.loads(raw) if isinstance(raw, str) else np.ravel(raw))]
 
 
+def quality_invalid(q: np.ndarray, kind: str, *, clm_bits: Iterable[int] = DEFAULT_CLM_BITS,
+                    scl_classes: Iterable[int] = DEFAULT_SCL_INVALID,
+                    rule: Iterable[int] | None = None) -> np.ndarray:
+    """Invalid flag of quality values ``q`` (any shape) of the given ``kind``.
+
+    ``rule``: the cube's own bits or classes for the generic ``bits`` / ``classes`` kinds.
+    """
+    if kind == "theia_clm":
+        return any_bit_set(q, clm_bits)
+    if kind == "scl":
+        return in_classes(q, scl_classes)
+    if kind in ("bits", "classes"):
+        if rule is None:
+            raise InputError(f"quality kind {kind!r} needs its rule", field="quality_invalid",
+                             fix="re-extract the cube with a mask rule (mask.invalid)")
+        return any_bit_set(q, rule) if kind == "bits" else in_classes(q, rule)
+    if kind == "boolean":
+        return np.asarray(q) != 0
+    raise InputError(f"unknown quality_kind {kind!r}; expected one of {QUALITY_KINDS}",
+                     field="quality_kind", fix="re-extract the cube with this version")
+
+
+def cube_quality_kind(ds: xr.Dataset) -> tuple[str | None, list[int] | None]:
+    """(kind, generic rule) of a cube; (None, None) when it has no ``quality`` layer.
+
+    A cube with ``quality`` but no ``quality_kind`` attribute is a Theia cube.
+    """
+    if "quality" not in ds:
+        return None, None
+    kind = ds.attrs.get("quality_kind", "theia_clm")
+    return kind, quality_rule(ds) if kind in ("bits", "classes") else None
+
+
 def invalid_from_quality(ds: xr.Dataset, *, clm_bits: Iterable[int] = DEFAULT_CLM_BITS,
                          scl_classes: Iterable[int] = DEFAULT_SCL_INVALID) -> xr.DataArray:
     """Invalid mask (time, y, x) bool from the cube's ``quality`` layer and ``quality_kind``.
 
-    A cube without ``quality`` has nothing masked (all False). A cube with ``quality`` but no
-    ``quality_kind`` attribute is a Theia cube (``theia_clm``).
+    A cube without ``quality`` has nothing masked (all False).
     """
-    if "quality" not in ds:
+    kind, rule = cube_quality_kind(ds)
+    if kind is None:
         return xr.zeros_like(ds["valid"], dtype=bool).rename("invalid")
-    kind = ds.attrs.get("quality_kind", "theia_clm")
     q = ds["quality"]
-    if kind == "theia_clm":
-        out = any_bit_set(q.values, clm_bits)
-    elif kind == "scl":
-        out = in_classes(q.values, scl_classes)
-    elif kind == "bits":
-        out = any_bit_set(q.values, quality_rule(ds))
-    elif kind == "classes":
-        out = in_classes(q.values, quality_rule(ds))
-    elif kind == "boolean":
-        out = np.asarray(q.values) != 0
-    else:
-        raise InputError(f"unknown quality_kind {kind!r}; expected one of {QUALITY_KINDS}",
-                         field="quality_kind", fix="re-extract the cube with this version")
+    out = quality_invalid(q.values, kind, clm_bits=clm_bits, scl_classes=scl_classes, rule=rule)
     return xr.DataArray(out, coords=q.coords, dims=q.dims, name="invalid")

@@ -1,0 +1,70 @@
+"""Which reader turns which input format into a canonical cube (one entry point per format)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gpvae.errors import InputError
+
+#: Input format -> sensors it can deliver.
+FORMATS: dict[str, tuple[str, ...]] = {
+    "theia": ("S2",),
+    "sen2cor": ("S2",),
+    "stac": ("S2",),
+    "s1tiling": ("S1_ASC", "S1_DES"),
+    "openeo": ("S2", "S1_ASC", "S1_DES"),
+    "generic": ("S2", "S1_ASC", "S1_DES"),
+}
+
+
+def extract_cube(fmt: str, sensor: str, src: str | Path, tile: str, out: Path, *,
+                 bands: list[str] | None = None,
+                 aoi: tuple[float, float, float, float] | None = None,
+                 start: str | None = None, end: str | None = None,
+                 options: dict | None = None) -> Path:
+    """Read products of format ``fmt`` into the canonical cube of ``sensor`` for ``tile``.
+
+    ``options``: format-specific settings (theia: product; stac: collection; openeo: crs;
+    generic: bands mapping, time_var, mask, crs, scale, offset, sar_units).
+    """
+    if fmt not in FORMATS:
+        raise InputError(f"unknown input format {fmt!r}", field="inputs.<sensor>.format",
+                         fix=f"use one of {', '.join(FORMATS)}")
+    if sensor not in FORMATS[fmt]:
+        raise InputError(f"format {fmt!r} cannot deliver sensor {sensor}",
+                         field="inputs.<sensor>.format",
+                         fix=f"{fmt} delivers {', '.join(FORMATS[fmt])}")
+    opts = dict(options or {})
+    common = {"aoi": aoi, "start": start, "end": end}
+    src_path = Path(src)
+    if fmt == "theia":
+        from gpvae.preprocess.extract import extract_s2_theia
+
+        return extract_s2_theia(src_path, tile, out, bands=bands,
+                                product=opts.get("product", "FRE"), **common)
+    if fmt == "s1tiling":
+        from gpvae.preprocess.extract import extract_s1tiling
+
+        return extract_s1tiling(src_path, tile, sensor.split("_", 1)[1], out, **common)
+    if fmt == "sen2cor":
+        from gpvae.io.sen2cor import extract_s2_sen2cor
+
+        return extract_s2_sen2cor(src_path, tile, out, bands=bands, **common)
+    if fmt == "stac":
+        from gpvae.io.stac import extract_stac
+
+        return extract_stac(str(src), tile, out, bands=bands,
+                            collection=opts.get("collection"), **common)
+    if fmt == "openeo":
+        from gpvae.io.openeo import extract_openeo
+
+        return extract_openeo(src_path, tile, out, sensor=sensor, bands=bands,
+                              crs=opts.get("crs"), **common)
+    from gpvae.io.generic import extract_generic
+
+    keys = ("time_var", "mask", "crs", "scale", "offset", "sar_units")
+    if "bands" not in opts:
+        raise InputError("the generic reader needs a band mapping", field="inputs.<sensor>.bands",
+                         fix="add bands: {B04: <variable name>, ...}")
+    return extract_generic(src_path, tile, out, sensor=sensor, bands=opts["bands"],
+                           **{k: opts[k] for k in keys if opts.get(k) is not None}, **common)
