@@ -14,6 +14,8 @@ wildcard_constraints:
     tile="|".join(TILES) if TILES else "NO_TILE",
     sensor="S2|S1_ASC|S1_DES",
     model="|".join(MODELS) if MODELS else "NO_MODEL",
+    features="|".join(FEATURES),
+    baseline="|".join(BASELINES) if BASELINES else "NO_BASELINE",
 
 
 include: "workflow/rules/scene.smk"
@@ -21,6 +23,11 @@ include: "workflow/rules/extract.smk"
 include: "workflow/rules/mask.smk"
 include: "workflow/rules/sample.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/embed.smk"
+include: "workflow/rules/gapfill.smk"
+include: "workflow/rules/downstream.smk"
+include: "workflow/rules/predict.smk"
+include: "workflow/rules/metrics.smk"
 
 
 report: "workflow/report/workflow.rst"

@@ -79,6 +79,70 @@ def _cmd_train(a: argparse.Namespace) -> None:
                       resume=not a.no_resume, max_epochs=a.max_epochs)
 
 
+def _ref_days(a: argparse.Namespace):
+    import numpy as np
+
+    return np.arange(a.ref_start, a.ref_end + 1e-9, a.ref_step, dtype=np.float64)
+
+
+def _cmd_embed(a: argparse.Namespace) -> None:
+    from gpvae.evaluate.embed import embed_pixels, embed_raw_linear
+
+    if a.checkpoint:
+        embed_pixels(Path(a.pixels), Path(a.checkpoint), Path(a.out), ref_days=_ref_days(a),
+                     device=a.device, batch_size=a.batch_size)
+    else:
+        embed_raw_linear(Path(a.pixels), Path(a.out), ref_days=_ref_days(a))
+
+
+def _cmd_hide(a: argparse.Namespace) -> None:
+    from gpvae.evaluate.hiding import make_hidden
+
+    make_hidden(Path(a.pixels), Path(a.out), random_fraction=a.random_fraction,
+                gap_days=tuple(a.gap_days), seed=a.seed, max_samples=a.max_samples)
+
+
+def _cmd_gapfill(a: argparse.Namespace) -> None:
+    from gpvae.evaluate.gapfill import gapfill_baseline, gapfill_model
+
+    if a.checkpoint:
+        gapfill_model(Path(a.pixels), Path(a.hidden), Path(a.checkpoint), Path(a.out),
+                      Path(a.table), device=a.device)
+    else:
+        gapfill_baseline(Path(a.pixels), Path(a.hidden), a.baseline, Path(a.out),
+                         Path(a.table), device=a.device)
+
+
+def _cmd_classify(a: argparse.Namespace) -> None:
+    from gpvae.evaluate.downstream import classify
+
+    classify(Path(a.embeddings), Path(a.out), Path(a.confusion), Path(a.classifier),
+             classifiers=tuple(a.classifiers), seeds=tuple(a.seeds),
+             protocols=tuple(a.protocols), label_fractions=tuple(a.label_fractions))
+
+
+def _cmd_predict_tile(a: argparse.Namespace) -> None:
+    from gpvae.evaluate.tile import predict_tile
+
+    spec = a.inputs
+    predict_tile({k: Path(v) for k, v in spec["cubes"].items()},
+                 {k: Path(v) for k, v in spec["masks"].items()}, Path(a.checkpoint),
+                 Path(a.classifier), Path(a.out), ref_days=_ref_days(a), year=a.year,
+                 chunk_px=a.chunk_px, device=a.device, batch_size=a.batch_size)
+
+
+def _cmd_metrics(a: argparse.Namespace) -> None:
+    from gpvae.evaluate.merge import merge_metrics
+
+    merge_metrics([Path(p) for p in a.inputs], Path(a.out), Path(a.summary_dir))
+
+
+def _add_ref_days(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--ref-start", type=float, default=0.0, help="first reference day")
+    s.add_argument("--ref-end", type=float, default=365.0, help="last reference day")
+    s.add_argument("--ref-step", type=float, default=10.0, help="days between reference dates")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `gpvae` command."""
     p = argparse.ArgumentParser(prog="gpvae", description=__doc__)
@@ -139,6 +203,66 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-resume", action="store_true")
     s.add_argument("--max-epochs", type=int, default=None)
     s.set_defaults(func=_cmd_train)
+
+    s = sub.add_parser("embed", help="latent embeddings at reference dates (or raw features)")
+    s.add_argument("--pixels", required=True)
+    s.add_argument("--checkpoint", default=None,
+                   help="trained model; without it: linearly interpolated raw S2 bands")
+    s.add_argument("--out", required=True)
+    s.add_argument("--device", default="auto")
+    s.add_argument("--batch-size", type=int, default=512)
+    _add_ref_days(s)
+    s.set_defaults(func=_cmd_embed)
+
+    s = sub.add_parser("hide", help="the gap-filling protocol: which S2 values to hide")
+    s.add_argument("--pixels", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--random-fraction", type=float, default=0.2)
+    s.add_argument("--gap-days", type=float, nargs=2, default=[30.0, 60.0])
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--max-samples", type=int, default=None)
+    s.set_defaults(func=_cmd_hide)
+
+    s = sub.add_parser("gapfill", help="predict hidden S2 values with a model or a baseline")
+    s.add_argument("--pixels", required=True)
+    s.add_argument("--hidden", required=True)
+    g = s.add_mutually_exclusive_group(required=True)
+    g.add_argument("--checkpoint", default=None)
+    g.add_argument("--baseline", choices=["linear", "gp"], default=None)
+    s.add_argument("--out", required=True, help="predictions (netCDF)")
+    s.add_argument("--table", required=True, help="tidy metrics (CSV)")
+    s.add_argument("--device", default="auto")
+    s.set_defaults(func=_cmd_gapfill)
+
+    s = sub.add_parser("classify", help="downstream classification from frozen embeddings")
+    s.add_argument("--embeddings", required=True)
+    s.add_argument("--out", required=True, help="tidy metrics (CSV)")
+    s.add_argument("--confusion", required=True)
+    s.add_argument("--classifier", required=True, help="fitted random forest for the maps")
+    s.add_argument("--classifiers", nargs="+", default=["rf", "logreg", "mlp"])
+    s.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    s.add_argument("--protocols", nargs="+", default=["parcel", "region", "year", "labels"])
+    s.add_argument("--label-fractions", type=float, nargs="+", default=[0.01, 0.1, 1.0])
+    s.set_defaults(func=_cmd_classify)
+
+    s = sub.add_parser("predict-tile", help="tile maps: embeddings, gap-filled S2, classes")
+    s.add_argument("--inputs", type=_json, required=True,
+                   help='JSON: {"cubes": {sensor: path}, "masks": {sensor: path}}')
+    s.add_argument("--checkpoint", required=True)
+    s.add_argument("--classifier", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--year", type=int, default=None)
+    s.add_argument("--chunk-px", type=int, default=64)
+    s.add_argument("--batch-size", type=int, default=4096)
+    s.add_argument("--device", default="auto")
+    _add_ref_days(s)
+    s.set_defaults(func=_cmd_predict_tile)
+
+    s = sub.add_parser("metrics", help="merge tidy metrics into all.csv + summaries")
+    s.add_argument("--inputs", nargs="+", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--summary-dir", required=True)
+    s.set_defaults(func=_cmd_metrics)
     return p
 
 

@@ -36,6 +36,20 @@ if TABLE:
     SENSORS = list(TABLE["columns"].get("bands", {}) or ["S2"])
     TILES = []
 MODELS = list(config["models"])
+RESERVED = {"linear", "gp", "raw_linear"}
+if RESERVED & set(MODELS):
+    raise ValueError(
+        f"config: models.{sorted(RESERVED & set(MODELS))[0]}: this name is reserved for a "
+        "baseline. Fix: rename the model."
+    )
+BASELINES = config["gapfill"]["baselines"]
+FEATURES = MODELS + ["raw_linear"]  # embedding sets the classifiers compare
+PREDICT = config["predict"]
+MAP_MODELS = (
+    [m for m in MODELS if m in (PREDICT["models"] or MODELS)]
+    if PREDICT["enabled"] and not TABLE
+    else []
+)
 
 
 def tile_path(template, tile):
@@ -90,6 +104,38 @@ def mask(tile, sensor):
     return f"{R}/masks/{tile}/{sensor}.nc"
 
 
+def ref_args():
+    """Reference-date options of the embedding and map stages."""
+    e = config["embed"]
+    return (
+        f"--ref-start {e['ref_start_day']} --ref-end {e['ref_end_day']} "
+        f"--ref-step {e['ref_step_days']}"
+    )
+
+
+def model_sensors(model):
+    """Sensors a model reads (all configured sensors when not set)."""
+    return config["models"][model].get("sensors") or SENSORS
+
+
+def tile_inputs(model, tile):
+    """Cubes and masks of one tile for the sensors of one model."""
+    sensors = [s for s in model_sensors(model) if s in SENSORS]
+    return {
+        "cubes": {s: cube(tile, s) for s in sensors},
+        "masks": {s: mask(tile, s) for s in sensors},
+    }
+
+
+def metric_tables():
+    """Every tidy metrics table and cost source the merge reads."""
+    tables = [f"{R}/metrics/classification_{f}.csv" for f in FEATURES]
+    tables += [f"{R}/metrics/gapfill_{m}.csv" for m in MODELS + BASELINES]
+    tables += [f"{R}/models/{m}/metrics.csv" for m in MODELS]
+    tables += [f"{R}/maps/{m}/{t}_cost.json" for m in MAP_MODELS for t in TILES]
+    return tables
+
+
 def table_spec():
     """Table settings and split settings, as the table stage reads them."""
     return {"table": TABLE, "sample": config["sample"]}
@@ -99,6 +145,10 @@ def all_targets():
     targets = [f"{R}/samples/pixels.nc"]
     targets += [f"{R}/masks/{t}/{s}_cloud_cover.csv" for t in TILES for s in SENSORS]
     targets += [f"{R}/models/{m}/best.pt" for m in MODELS]
+    if MODELS:
+        targets += [f"{R}/embeddings/{f}.nc" for f in FEATURES]
+        targets += [f"{R}/maps/{m}/{t}.nc" for m in MAP_MODELS for t in TILES]
+        targets += [f"{R}/metrics/all.csv"]
     return targets
 
 

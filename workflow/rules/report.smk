@@ -15,8 +15,12 @@ rule report_timeline:
     input:
         [f"{R}/masks/{t}/{s}_cloud_cover.csv" for t in TILES for s in SENSORS],
     output:
-        report(f"{RP}/data/timeline.png", caption="../report/timeline.rst",
-               category="Data", subcategory="Acquisitions"),
+        report(
+            f"{RP}/data/timeline.png",
+            caption="../report/timeline.rst",
+            category="Data",
+            subcategory="Acquisitions",
+        ),
     log:
         f"{R}/logs/report/timeline.log",
     conda:
@@ -31,8 +35,12 @@ rule report_classes:
     input:
         PIXELS,
     output:
-        report(f"{RP}/data/classes.png", caption="../report/classes.rst",
-               category="Data", subcategory="Samples"),
+        report(
+            f"{RP}/data/classes.png",
+            caption="../report/classes.rst",
+            category="Data",
+            subcategory="Samples",
+        ),
     log:
         f"{R}/logs/report/classes.log",
     conda:
@@ -47,8 +55,12 @@ rule report_training:
     input:
         [f"{R}/models/{m}/metrics.csv" for m in MODELS],
     output:
-        report(f"{RP}/training/curves.png", caption="../report/training.rst",
-               category="Training", subcategory="Curves"),
+        report(
+            f"{RP}/training/curves.png",
+            caption="../report/training.rst",
+            category="Training",
+            subcategory="Curves",
+        ),
     log:
         f"{R}/logs/report/training.log",
     conda:
@@ -65,8 +77,12 @@ rule report_examples:
         hidden=HIDDEN,
         gapfill=[f"{R}/gapfill/{m}.nc" for m in GAPFILL_SETS],
     output:
-        report(f"{RP}/gapfill/examples.png", caption="../report/examples.rst",
-               category="Gap filling", subcategory="Examples"),
+        report(
+            f"{RP}/gapfill/examples.png",
+            caption="../report/examples.rst",
+            category="Gap filling",
+            subcategory="Examples",
+        ),
     log:
         f"{R}/logs/report/examples.log",
     conda:
@@ -89,8 +105,12 @@ rule report_calibration:
         hidden=HIDDEN,
         gapfill=[f"{R}/gapfill/{m}.nc" for m in GAPFILL_SETS],
     output:
-        report(f"{RP}/gapfill/calibration.png", caption="../report/calibration.rst",
-               category="Gap filling", subcategory="Calibration"),
+        report(
+            f"{RP}/gapfill/calibration.png",
+            caption="../report/calibration.rst",
+            category="Gap filling",
+            subcategory="Calibration",
+        ),
     log:
         f"{R}/logs/report/calibration.log",
     conda:
@@ -106,8 +126,12 @@ rule report_gapfill_metrics:
     input:
         METRICS_ALL,
     output:
-        report(f"{RP}/gapfill/metrics.png", caption="../report/gapfill_metrics.rst",
-               category="Gap filling", subcategory="Metrics"),
+        report(
+            f"{RP}/gapfill/metrics.png",
+            caption="../report/gapfill_metrics.rst",
+            category="Gap filling",
+            subcategory="Metrics",
+        ),
     log:
         f"{R}/logs/report/gapfill_metrics.log",
     conda:
@@ -123,8 +147,12 @@ rule report_embeddings:
         pixels=PIXELS,
         embeddings=[f"{R}/embeddings/{m}.nc" for m in EMBEDDING_SETS],
     output:
-        report(f"{RP}/classification/embeddings.png", caption="../report/embeddings.rst",
-               category="Classification", subcategory="Embeddings"),
+        report(
+            f"{RP}/classification/embeddings.png",
+            caption="../report/embeddings.rst",
+            category="Classification",
+            subcategory="Embeddings",
+        ),
     log:
         f"{R}/logs/report/embeddings.log",
     conda:
@@ -143,9 +171,12 @@ rule report_classification_metrics:
     input:
         METRICS_ALL,
     output:
-        report(f"{RP}/classification/metrics.png",
-               caption="../report/classification_metrics.rst",
-               category="Classification", subcategory="Metrics"),
+        report(
+            f"{RP}/classification/metrics.png",
+            caption="../report/classification_metrics.rst",
+            category="Classification",
+            subcategory="Metrics",
+        ),
     log:
         f"{R}/logs/report/classification_metrics.log",
     conda:
@@ -161,9 +192,12 @@ rule report_label_efficiency:
     input:
         METRICS_ALL,
     output:
-        report(f"{RP}/classification/label_efficiency.png",
-               caption="../report/label_efficiency.rst",
-               category="Classification", subcategory="Label efficiency"),
+        report(
+            f"{RP}/classification/label_efficiency.png",
+            caption="../report/label_efficiency.rst",
+            category="Classification",
+            subcategory="Label efficiency",
+        ),
     log:
         f"{R}/logs/report/label_efficiency.log",
     conda:
@@ -178,8 +212,12 @@ rule report_confusion:
     input:
         [f"{R}/metrics/confusion_{m}.csv" for m in EMBEDDING_SETS],
     output:
-        report(f"{RP}/classification/confusion.png", caption="../report/confusion.rst",
-               category="Classification", subcategory="Confusion matrices"),
+        report(
+            f"{RP}/classification/confusion.png",
+            caption="../report/confusion.rst",
+            category="Classification",
+            subcategory="Confusion matrices",
+        ),
     log:
         f"{R}/logs/report/confusion.log",
     conda:
@@ -199,8 +237,12 @@ rule report_maps:
         mask=f"{R}/masks/{{tile}}/S2.nc",
         maps=[f"{R}/maps/{m}/{{tile}}.nc" for m in MODELS],
     output:
-        report(f"{RP}/maps/{{tile}}.png", caption="../report/maps.rst",
-               category="Maps", subcategory="{tile}"),
+        report(
+            f"{RP}/maps/{{tile}}.png",
+            caption="../report/maps.rst",
+            category="Maps",
+            subcategory="{tile}",
+        ),
     log:
         f"{R}/logs/report/maps_{{tile}}.log",
     conda:
@@ -218,8 +260,12 @@ rule report_cost:
         metrics=METRICS_ALL,
         tile_costs=[f"{R}/maps/{m}/{t}_cost.json" for m in MODELS for t in TILES],
     output:
-        report(f"{RP}/cost/cost.html", caption="../report/cost.rst",
-               category="Cost", subcategory="Per model"),
+        report(
+            f"{RP}/cost/cost.html",
+            caption="../report/cost.rst",
+            category="Cost",
+            subcategory="Per model",
+        ),
     log:
         f"{R}/logs/report/cost.log",
     conda:
