@@ -28,6 +28,7 @@ include: "workflow/rules/gapfill.smk"
 include: "workflow/rules/downstream.smk"
 include: "workflow/rules/predict.smk"
 include: "workflow/rules/metrics.smk"
+include: "workflow/rules/report.smk"
 
 
 report: "workflow/report/workflow.rst"
@@ -36,4 +37,4 @@ report: "workflow/report/workflow.rst"
 rule all:
     default_target: True
     input:
-        all_targets(),
+        all_targets() + (REPORT_TARGETS if MODELS else []),

@@ -263,6 +263,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.add_argument("--summary-dir", required=True)
     s.set_defaults(func=_cmd_metrics)
+
+    from gpvae.report.cli import add_figures_parser
+
+    add_figures_parser(sub)
     return p
 
 

@@ -4,11 +4,10 @@ REPORT_CFG = config.get("report") or {}
 RP = f"{R}/report"
 #: Embedding sets (contracts 4) and gap-filling predictors (contracts 5) the report compares.
 EMBEDDING_SETS = ["raw_linear"] + MODELS
-GAPFILL_SETS = MODELS + ["linear", "gp"]
+GAPFILL_SETS = MODELS + BASELINES
 METRICS_ALL = f"{R}/metrics/all.csv"
 PIXELS = f"{R}/samples/pixels.nc"
 HIDDEN = f"{R}/gapfill/hidden.nc"
-FIGURES_CLI = "python -m gpvae.cli figures"
 
 
 rule report_timeline:
@@ -28,7 +27,7 @@ rule report_timeline:
     message:
         "Report: acquisition timeline per sensor and tile"
     shell:
-        "{FIGURES_CLI} timeline --cloud-cover {input:q} --out {output:q} > {log} 2>&1"
+        "python -m gpvae.cli figures timeline --cloud-cover {input:q} --out {output:q} > {log} 2>&1"
 
 
 rule report_classes:
@@ -48,7 +47,7 @@ rule report_classes:
     message:
         "Report: class distribution and split"
     shell:
-        "{FIGURES_CLI} classes --pixels {input:q} --out {output:q} > {log} 2>&1"
+        "python -m gpvae.cli figures classes --pixels {input:q} --out {output:q} > {log} 2>&1"
 
 
 rule report_training:
@@ -68,7 +67,7 @@ rule report_training:
     message:
         "Report: training curves of {MODELS}"
     shell:
-        "{FIGURES_CLI} training --training {input:q} --out {output:q} > {log} 2>&1"
+        "python -m gpvae.cli figures training --training {input:q} --out {output:q} > {log} 2>&1"
 
 
 rule report_examples:
@@ -94,7 +93,7 @@ rule report_examples:
     message:
         "Report: {params.n} example pixels with each model's reconstruction"
     shell:
-        "{FIGURES_CLI} examples --pixels {input.pixels:q} --hidden {input.hidden:q} "
+        "python -m gpvae.cli figures examples --pixels {input.pixels:q} --hidden {input.hidden:q} "
         "--gapfill {input.gapfill:q} --examples {params.n} --band {params.band} "
         "--seed {params.seed} --out {output:q} > {log} 2>&1"
 
@@ -118,7 +117,7 @@ rule report_calibration:
     message:
         "Report: calibration of the gap-filling intervals"
     shell:
-        "{FIGURES_CLI} calibration --pixels {input.pixels:q} --hidden {input.hidden:q} "
+        "python -m gpvae.cli figures calibration --pixels {input.pixels:q} --hidden {input.hidden:q} "
         "--gapfill {input.gapfill:q} --out {output:q} > {log} 2>&1"
 
 
@@ -139,7 +138,7 @@ rule report_gapfill_metrics:
     message:
         "Report: gap-filling metrics across models"
     shell:
-        "{FIGURES_CLI} gapfill_metrics --metrics {input:q} --out {output:q} > {log} 2>&1"
+        "python -m gpvae.cli figures gapfill_metrics --metrics {input:q} --out {output:q} > {log} 2>&1"
 
 
 rule report_embeddings:
@@ -163,7 +162,7 @@ rule report_embeddings:
     message:
         "Report: 2-D projections of the embeddings"
     shell:
-        "{FIGURES_CLI} embeddings --pixels {input.pixels:q} --embeddings {input.embeddings:q} "
+        "python -m gpvae.cli figures embeddings --pixels {input.pixels:q} --embeddings {input.embeddings:q} "
         "--max-points {params.points} --seed {params.seed} --out {output:q} > {log} 2>&1"
 
 
@@ -184,7 +183,7 @@ rule report_classification_metrics:
     message:
         "Report: classification metrics across models and protocols"
     shell:
-        "{FIGURES_CLI} classification_metrics --metrics {input:q} --out {output:q} "
+        "python -m gpvae.cli figures classification_metrics --metrics {input:q} --out {output:q} "
         "> {log} 2>&1"
 
 
@@ -205,7 +204,7 @@ rule report_label_efficiency:
     message:
         "Report: label-efficiency curves"
     shell:
-        "{FIGURES_CLI} label_efficiency --metrics {input:q} --out {output:q} > {log} 2>&1"
+        "python -m gpvae.cli figures label_efficiency --metrics {input:q} --out {output:q} > {log} 2>&1"
 
 
 rule report_confusion:
@@ -227,7 +226,7 @@ rule report_confusion:
     message:
         "Report: confusion matrices (protocol {params.protocol})"
     shell:
-        "{FIGURES_CLI} confusion --confusion {input:q} --protocol {params.protocol} "
+        "python -m gpvae.cli figures confusion --confusion {input:q} --protocol {params.protocol} "
         "--out {output:q} > {log} 2>&1"
 
 
@@ -250,7 +249,7 @@ rule report_maps:
     message:
         "Report: maps of tile {wildcards.tile}"
     shell:
-        "{FIGURES_CLI} maps --cube {input.cube:q} --mask {input.mask:q} --maps {input.maps:q} "
+        "python -m gpvae.cli figures maps --cube {input.cube:q} --mask {input.mask:q} --maps {input.maps:q} "
         "--tile {wildcards.tile} --out {output:q} > {log} 2>&1"
 
 
@@ -273,7 +272,7 @@ rule report_cost:
     message:
         "Report: cost table (training time, inference speed, memory)"
     shell:
-        "{FIGURES_CLI} cost --training {input.training:q} --metrics {input.metrics:q} "
+        "python -m gpvae.cli figures cost --training {input.training:q} --metrics {input.metrics:q} "
         "--tile-costs {input.tile_costs:q} --out {output:q} > {log} 2>&1"
 
 
