@@ -1,0 +1,316 @@
+"""Gap filling of hidden S2 observations (contracts.md section 5) and its tidy metrics.
+
+Every predictor sees the test samples with the entries of ``hidden.nc`` removed and predicts
+S2 reflectance (mean, std) at the hidden dates only; predictions are scored against the hidden
+observed values (protocol ``hidden``) and, when the pixel dataset has ``truth_S2``, against the
+noise-free truth at the same entries (protocol ``truth``). Predictors: a trained model
+(:func:`gapfill_model`, all its sensors as input) and the baselines ``linear`` and ``gp``
+(:func:`gapfill_baseline`, S2 only, see :mod:`gpvae.evaluate.gp_baseline`).
+
+``linear`` has no native uncertainty. Its std is an honest stand-in computed WITHOUT hidden
+values: leave-one-out linear interpolation of the remaining observations of the same test
+pixels gives squared errors e² together with the span d between the two dates used (twice the
+distance for end points, where interpolation is constant); per band, e² ≈ a + b d is fitted by
+least squares (a, b >= 0), and a hidden date bracketed by remaining observations d days apart
+gets std sqrt(a + b d) (:func:`bracket_span`, :func:`loo_linear`, :func:`span_variance_fit`).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+import xarray as xr
+from tqdm.auto import tqdm
+
+import gpvae
+from gpvae import to_days
+from gpvae.errors import InputError
+from gpvae.evaluate.embed import interp_linear
+from gpvae.evaluate.gapfill_metrics import gapfill_scores
+from gpvae.evaluate.gp_baseline import fit_band_gp
+from gpvae.evaluate.hiding import open_hidden
+from gpvae.evaluate.inference import iterate_pixels, observations_at
+from gpvae.evaluate.tidy import metric_rows, write_tidy_csv
+from gpvae.io.atomic import atomic_path
+from gpvae.io.pixels import open_pixels
+from gpvae.train.checkpoint import load_model
+from gpvae.train.data import compact_series, year_origin
+from gpvae.train.device import resolve_device
+
+log = logging.getLogger(__name__)
+
+BASELINES = ("linear", "gp")
+#: Samples per block for the baselines.
+BLOCK = 256
+#: Train samples used to fit the gp baseline's shared hyperparameters.
+GP_FIT_SAMPLES = 64
+#: Adam steps of the gp baseline's hyperparameter fit.
+GP_FIT_STEPS = 40
+
+#: A block of predictions: (rows into the hidden samples, time columns, mean, std (B, Q, C)).
+Block = tuple[slice, np.ndarray, np.ndarray, np.ndarray]
+
+
+# --- linear baseline ----------------------------------------------------------------------
+def bracket_span(t: np.ndarray, values: np.ndarray, t_query: np.ndarray) -> np.ndarray:
+    """Days between the observations bracketing each query (2 x the distance to the nearest
+    end beyond the first/last one): t (N, T), values (N, T, C), t_query (N, Q) -> (N, Q, C),
+    NaN where a band has no observation."""
+    n, _, c = values.shape
+    out = np.full((n, t_query.shape[1], c), np.nan)
+    for i in range(n):
+        for b in range(c):
+            to = t[i, ~np.isnan(values[i, :, b])]
+            if to.size == 0:
+                continue
+            q = t_query[i]
+            k = np.clip(np.searchsorted(to, q), 1, max(to.size - 1, 1))
+            inner = to[np.minimum(k, to.size - 1)] - to[k - 1]
+            out[i, :, b] = np.where(q < to[0], 2 * (to[0] - q),
+                                    np.where(q > to[-1], 2 * (q - to[-1]), inner))
+    return out
+
+
+def loo_linear(t: np.ndarray, values: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Leave-one-out linear interpolation errors and spans per band over all series with >= 2
+    observations: t (N, T), values (N, T, C) -> per band (errors, spans) 1-D arrays."""
+    errors: list[list[np.ndarray]] = [[] for _ in range(values.shape[-1])]
+    spans: list[list[np.ndarray]] = [[] for _ in range(values.shape[-1])]
+    for i in range(values.shape[0]):
+        for b in range(values.shape[-1]):
+            ok = ~np.isnan(values[i, :, b])
+            to, yo = t[i, ok], values[i, ok, b]
+            if to.size < 2:
+                continue
+            w = (to[1:-1] - to[:-2]) / (to[2:] - to[:-2])
+            pred = np.concatenate([yo[1:2], yo[:-2] + w * (yo[2:] - yo[:-2]), yo[-2:-1]])
+            span = np.concatenate([2 * (to[1:2] - to[:1]), to[2:] - to[:-2],
+                                   2 * (to[-1:] - to[-2:-1])])
+            errors[b].append(yo - pred)
+            spans[b].append(span)
+    cat = [np.concatenate(e) if e else np.zeros(0) for e in errors]
+    return cat, [np.concatenate(s) if s else np.zeros(0) for s in spans]
+
+
+def span_variance_fit(errors: np.ndarray, spans: np.ndarray) -> tuple[float, float]:
+    """Least-squares e² ≈ a + b d with a, b >= 0 (b = 0 or a = 0 when the free fit is
+    negative); (nan, 0) with no data."""
+    if errors.size == 0:
+        return float("nan"), 0.0
+    e2 = errors ** 2
+    if errors.size > 1 and np.ptp(spans) > 0:
+        b, a = np.polyfit(spans, e2, 1)
+        if b >= 0 and a >= 0:
+            return float(a), float(b)
+        if b >= 0:  # a < 0: through the origin
+            return 0.0, float((spans * e2).sum() / (spans ** 2).sum())
+    return float(e2.mean()), 0.0
+
+
+def _linear_blocks(values: np.ndarray, t: np.ndarray, hide: np.ndarray) -> Iterator[Block]:
+    """Linear interpolation of the remaining observations, std from the LOO span fit."""
+    remaining = np.where(hide[..., None], np.nan, values)
+    fits = [span_variance_fit(e, s) for e, s in zip(*loo_linear(t, remaining), strict=True)]
+    a = np.array([f[0] for f in fits])
+    b = np.array([f[1] for f in fits])
+    log.info("linear baseline std model e² = a + b·span per band: a %s, b %s",
+             np.sqrt(a).round(4), b.round(7))
+    for r0 in range(0, values.shape[0], BLOCK):
+        rows = slice(r0, r0 + BLOCK)
+        cols = np.flatnonzero(hide[rows].any(0))
+        tq = t[rows][:, cols]
+        mean = interp_linear(t[rows], remaining[rows], tq)
+        std = np.sqrt(a + b * bracket_span(t[rows], remaining[rows], tq))
+        yield rows, cols, mean, std
+
+
+# --- gp baseline --------------------------------------------------------------------------
+def _gp_inputs(values: np.ndarray, days: np.ndarray, origin: np.ndarray, mu: np.ndarray,
+               sd: np.ndarray, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """Compacted (t, y, m) float64 tensors of per-band standardised values (N, T, C)."""
+    sb = compact_series(days, ((values - mu) / sd).astype(np.float32), origin)
+    m = sb.m & sb.obs.unsqueeze(-1)
+    return (sb.t.to(device, torch.float64), sb.x.to(device, torch.float64), m.to(device))
+
+
+def _gp_blocks(pixels: Path, values: np.ndarray, days: np.ndarray, origin: np.ndarray,
+               hide: np.ndarray, band_pos: np.ndarray, device: torch.device) -> Iterator[Block]:
+    """Per-pixel exact GP on the remaining observations, hyperparameters shared per band and
+    fitted on up to :data:`GP_FIT_SAMPLES` train samples (seed 0)."""
+    with open_pixels(pixels) as ds:
+        train = np.flatnonzero(ds["split"].values.astype(str) == "train")
+        if train.size == 0:
+            raise InputError("the gp baseline fits its hyperparameters on the train split, "
+                             "which is empty", file=pixels, field="split",
+                             fix="check the sampling stage's split fractions")
+        if train.size > GP_FIT_SAMPLES:
+            train = np.sort(np.random.default_rng(0).choice(train, GP_FIT_SAMPLES,
+                                                            replace=False))
+        fit_values = ds["values_S2"].isel(sample=train).values[..., band_pos]
+        fit_origin = year_origin(ds["year"].values[train])
+    mu = np.nanmean(fit_values, axis=(0, 1))
+    sd = np.nanstd(fit_values, axis=(0, 1))
+    if not (np.isfinite(mu).all() and np.isfinite(sd).all()):
+        raise InputError("a band has no observed value in the train samples of the gp fit",
+                         file=pixels, field="values_S2", fix="check the sampling stage")
+    sd = np.where(sd > 1e-8, sd, 1.0)
+    start = time.perf_counter()
+    gp = fit_band_gp(*_gp_inputs(fit_values, days, fit_origin, mu, sd, device),
+                     steps=GP_FIT_STEPS)
+    log.info("gp baseline: hyperparameters fitted on %d train samples in %.1f s", train.size,
+             time.perf_counter() - start)
+    remaining = np.where(hide[..., None], np.nan, values)
+    for r0 in range(0, values.shape[0], BLOCK):
+        rows = slice(r0, r0 + BLOCK)
+        cols = np.flatnonzero(hide[rows].any(0))
+        tq = torch.from_numpy(days[cols][None, :] - origin[rows, None]).to(device)
+        with torch.no_grad():
+            mean, std = gp.predict(*_gp_inputs(remaining[rows], days, origin[rows], mu, sd,
+                                               device), tq)
+        yield rows, cols, mean.cpu().numpy() * sd + mu, std.cpu().numpy() * sd
+
+
+# --- model ----------------------------------------------------------------------------------
+def _model_blocks(model: torch.nn.Module, meta: dict, pixels: Path, hidden: xr.DataArray,
+                  days: np.ndarray, origin: np.ndarray, batch_size: int) -> Iterator[Block]:
+    """The model's S2 predictive (physical units) at the hidden dates, hidden inputs removed."""
+    hide = hidden.values.astype(bool)
+    r0 = 0
+    for sel, batch in iterate_pixels(pixels, meta, hidden["sample"].values,
+                                     batch_size=batch_size, hidden=hidden):
+        rows = slice(r0, r0 + sel.size)
+        r0 += sel.size
+        cols = np.flatnonzero(hide[rows].any(0))
+        tq = torch.from_numpy(days[cols][None, :] - origin[rows, None])
+        mean, std = observations_at(model, batch, "S2", tq, meta["normalisation"])
+        yield rows, cols, mean, std
+
+
+# --- shared driver --------------------------------------------------------------------------
+def _assemble(blocks: Iterator[Block], hide: np.ndarray, num_bands: int, total: int
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Place block predictions at the hidden entries; NaN everywhere else."""
+    shape = (*hide.shape, num_bands)
+    pred_mean, pred_std = np.full(shape, np.nan, np.float32), np.full(shape, np.nan, np.float32)
+    with tqdm(total=total, desc="gapfill", unit="px", disable=not sys.stderr.isatty()) as bar:
+        for rows, cols, mean, std in blocks:
+            keep = hide[rows][:, cols, None]
+            sub_m, sub_s = pred_mean[rows], pred_std[rows]
+            sub_m[:, cols] = np.where(keep, mean, np.nan)
+            sub_s[:, cols] = np.where(keep, std, np.nan)
+            bar.update(sub_m.shape[0])
+    return pred_mean, pred_std
+
+
+def score_rows(name: str, observed: np.ndarray, truth: np.ndarray | None,
+               pred_mean: np.ndarray, pred_std: np.ndarray, hide: np.ndarray,
+               bands: list[str], *, seed: int, split: str = "test") -> list[dict]:
+    """Tidy rows: scores per band and ``band = all`` at the hidden observed entries, against
+    the observed values (protocol ``hidden``) and the truth (``truth``) when given."""
+    scored = hide[..., None] & np.isfinite(observed)
+    targets = {"hidden": observed}
+    if truth is not None:
+        targets["truth"] = truth
+    rows: list[dict] = []
+    for protocol, target in targets.items():
+        y = np.where(scored, target, np.nan)
+        keys = {"model": name, "task": "gapfill", "protocol": protocol, "split": split,
+                "seed": seed}
+        for b, band in enumerate(bands):
+            rows += metric_rows(gapfill_scores(y[..., b], pred_mean[..., b], pred_std[..., b]),
+                                band=band, **keys)
+        rows += metric_rows(gapfill_scores(y, pred_mean, pred_std), band="all", **keys)
+    return rows
+
+
+def _run(name: str, pixels: Path, hidden_path: Path, bands: list[str] | None, out_nc: Path,
+         out_csv: Path, make_blocks) -> Path:
+    """Read the hidden samples, run ``make_blocks(hidden, values, days, origin, band_pos)``,
+    write the predictions (netCDF) and the tidy metrics (CSV)."""
+    hidden = open_hidden(hidden_path)
+    idx = hidden["sample"].values.astype(np.int64)
+    with open_pixels(pixels) as ds:
+        if "values_S2" not in ds:
+            raise InputError("gap filling needs S2 values", file=pixels, field="values_S2",
+                             fix="sample S2")
+        have = [str(b) for b in ds["band_S2"].values]
+        bands = have if bands is None else list(bands)
+        missing = [b for b in bands if b not in have]
+        if missing:
+            raise InputError(f"pixel dataset lacks S2 bands {missing}", file=pixels,
+                             field="band_S2", fix="use the pixel dataset the model used")
+        if hidden.sizes["time_S2"] != ds.sizes["time_S2"] or idx.max(initial=-1) >= ds.sizes[
+                "sample"]:
+            raise InputError("hiding mask does not match the pixel dataset", file=hidden_path,
+                             field="hidden_S2", fix="recompute hidden.nc from this dataset")
+        band_pos = np.array([have.index(b) for b in bands])
+        days = to_days(ds["time_S2"].values)
+        origin = year_origin(ds["year"].values[idx])
+        observed = ds["values_S2"].isel(sample=idx).values[..., band_pos]
+        truth = (ds["truth_S2"].isel(sample=idx).values[..., band_pos]
+                 if "truth_S2" in ds else None)
+        time_coord = ds["time_S2"].values
+    hide = hidden.values.astype(bool)
+    if (hide & np.isnan(observed).all(-1)).any():
+        raise InputError("hiding mask hides dates with no observation", file=hidden_path,
+                         field="hidden_S2", fix="recompute hidden.nc from this dataset")
+    start = time.perf_counter()
+    pred_mean, pred_std = _assemble(make_blocks(hidden, observed, days, origin, band_pos),
+                                    hide, len(bands), idx.size)
+    seconds = time.perf_counter() - start
+    log.info("gapfill %s: %d samples, %d hidden dates in %.1f s (%.0f samples/s)", name,
+             idx.size, int(hide.sum()), seconds, idx.size / max(seconds, 1e-9))
+    seed = int(hidden.attrs.get("seed", 0))
+    rows = score_rows(name, observed, truth, pred_mean, pred_std, hide, bands, seed=seed,
+                      split=str(hidden.attrs.get("split", "test")))
+    dims = ("sample", "time_S2", "band_S2")
+    out = xr.Dataset({"pred_mean": (dims, pred_mean, {"units": "reflectance"}),
+                      "pred_std": (dims, pred_std, {"units": "reflectance"})},
+                     coords={"sample": idx, "time_S2": time_coord, "band_S2": bands},
+                     attrs={"model": name, "hidden": str(hidden_path), "seed": seed,
+                            "gpvae_version": gpvae.__version__})
+    encoding = {k: {"zlib": True, "complevel": 4} for k in ("pred_mean", "pred_std")}
+    with atomic_path(out_nc) as tmp:
+        out.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
+    write_tidy_csv(rows, out_csv)
+    return Path(out_nc)
+
+
+def gapfill_model(pixels: Path, hidden: Path, checkpoint: Path, out_nc: Path, out_csv: Path, *,
+                  device: str = "auto", batch_size: int = 512) -> Path:
+    """Gap-fill the hidden S2 entries with a trained model (inputs: all its sensors minus the
+    hidden S2 entries); writes ``{model}.nc`` and the tidy ``gapfill_{model}.csv``."""
+    model, meta = load_model(checkpoint, device)
+    if "S2" not in meta["sensor_bands"]:
+        raise InputError(f"model {meta['model_name']} does not model S2", file=checkpoint,
+                         field="sensors", fix="evaluate gap filling with S2 models only")
+
+    def blocks(hidden, observed, days, origin, band_pos):
+        return _model_blocks(model, meta, pixels, hidden, days, origin, batch_size)
+
+    return _run(str(meta["model_name"]), pixels, hidden, meta["sensor_bands"]["S2"], out_nc,
+                out_csv, blocks)
+
+
+def gapfill_baseline(pixels: Path, hidden: Path, name: str, out_nc: Path, out_csv: Path, *,
+                     device: str = "auto") -> Path:
+    """Gap-fill with a baseline on S2 alone: ``linear`` (interpolation, LOO-span std) or
+    ``gp`` (per-pixel exact GP, shared per-band hyperparameters)."""
+    if name not in BASELINES:
+        raise InputError(f"unknown gap-filling baseline {name!r}", field="name",
+                         fix=f"use one of {', '.join(BASELINES)}")
+    dev = resolve_device(device)
+
+    def blocks(hidden, observed, days, origin, band_pos):
+        hide = hidden.values.astype(bool)
+        if name == "linear":
+            return _linear_blocks(observed, days[None, :] - origin[:, None], hide)
+        return _gp_blocks(pixels, observed, days, origin, hide, band_pos, dev)
+
+    return _run(name, pixels, hidden, None, out_nc, out_csv, blocks)

@@ -1,0 +1,148 @@
+"""Run a trained model on samples of the pixel dataset: batches, latents, predictions.
+
+Shared by the embedding, gap-filling and tile stages. Inputs are read lazily per batch and
+normalised with the checkpoint's statistics; S2 entries flagged in a hiding mask are removed
+before compaction, so they never reach the model.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+import xarray as xr
+from tqdm.auto import tqdm
+
+from gpvae.errors import InputError
+from gpvae.models.batch import Batch
+from gpvae.train.data import PixelDataset, compact_series
+from gpvae.train.device import fixed_rng
+from gpvae.train.normalise import Normalisation, transform_name
+
+log = logging.getLogger(__name__)
+
+#: Upper bound on batch x query x latent-sample elements decoded at once (memory cap).
+MAX_DECODE_ELEMENTS = 2 ** 21
+#: ln(10) / 10: dB -> natural-log scale of linear backscatter.
+DB_TO_LN = float(np.log(10.0) / 10.0)
+
+
+def hidden_for(hidden: xr.DataArray, indices: np.ndarray, num_times: int, *,
+               file: object = None) -> np.ndarray:
+    """The (len(indices), num_times) bool hiding mask of samples ``indices`` (False for samples
+    absent from ``hidden``)."""
+    if hidden.dims != ("sample", "time_S2") or hidden.sizes["time_S2"] != num_times:
+        raise InputError(f"hidden mask has dims {dict(hidden.sizes)}, expected (sample, "
+                         f"time_S2={num_times})", file=file, field="hidden_S2",
+                         fix="recompute hidden.nc from this pixel dataset (make_hidden)")
+    return hidden.reindex(sample=np.asarray(indices), fill_value=0).values.astype(bool)
+
+
+def iterate_pixels(pixels: Path, meta: dict, indices: np.ndarray, *, batch_size: int = 512,
+                   hidden: xr.DataArray | None = None) -> Iterator[tuple[np.ndarray, Batch]]:
+    """Yield (sample indices, normalised Batch) over ``indices`` in order; S2 entries where
+    ``hidden`` (sample, time_S2) is 1 are set missing before compaction (never seen)."""
+    norm: Normalisation = meta["normalisation"]
+    indices = np.asarray(indices, dtype=np.int64)
+    with PixelDataset(pixels, meta["sensor_bands"], norm) as ds:
+        hide = None
+        if hidden is not None and "S2" in ds.sensor_bands:
+            hide = hidden_for(hidden, indices, ds.times["S2"].size, file=pixels)
+        starts = range(0, indices.size, batch_size)
+        for start in tqdm(starts, desc="batches", unit="batch", disable=not sys.stderr.isatty()):
+            idx = indices[start:start + batch_size]
+            origin = ds.origin[idx]
+            sensors = {}
+            for s in ds.sensor_bands:
+                values = ds.read(s, idx)
+                if s == "S2" and hide is not None:
+                    values[hide[start:start + batch_size]] = np.nan
+                sensors[s] = compact_series(ds.times[s], norm.normalise(s, values), origin)
+            yield idx, Batch(sensors, torch.from_numpy(origin.astype(np.float64)),
+                             torch.from_numpy(idx.copy()))
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """Device of the model's parameters (CPU for a parameter-free model)."""
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def has_observation(batch: Batch) -> np.ndarray:
+    """(B,) bool: the sample has at least one observed band on some date of some sensor."""
+    out = torch.zeros(batch.batch_size, dtype=torch.bool, device=batch.device)
+    for sb in batch.sensors.values():
+        out |= (sb.m & sb.obs.unsqueeze(-1)).flatten(1).any(1)
+    return out.cpu().numpy()
+
+
+def latent_at(model: torch.nn.Module, batch: Batch, ref_days: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior mean and variance (B, R, L) of the latent at ``ref_days`` (days since Jan 1 of
+    each sample's year, the batch frame); NaN for samples with no observation at all."""
+    device = model_device(model)
+    batch = batch.to(device)
+    t = torch.as_tensor(np.asarray(ref_days, dtype=np.float32), device=device)
+    t = t.unsqueeze(0).expand(batch.batch_size, -1)
+    with torch.no_grad():
+        mean, var = model.latent(batch, t)
+    mean = mean.float().cpu().numpy().copy()
+    var = var.float().cpu().numpy().copy()
+    empty = ~has_observation(batch)
+    mean[empty], var[empty] = np.nan, np.nan
+    return mean, var
+
+
+def lognormal_moments(mean_db: np.ndarray, std_db: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std of 10^(X/10) for X ~ N(mean_db, std_db²): with a = ln10/10,
+    E = exp(a m + a² s² / 2), Var = (exp(a² s²) - 1) E²."""
+    a2s2 = (DB_TO_LN * std_db) ** 2
+    mean = np.exp(DB_TO_LN * mean_db + 0.5 * a2s2)
+    return mean, mean * np.sqrt(np.expm1(a2s2))
+
+
+def observations_at(model: torch.nn.Module, batch: Batch, sensor: str, t_days: torch.Tensor,
+                    normalisation: Normalisation, *, num_samples: int = 32, seed: int = 0
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Predictive mean and std (B, Q, C) of ``sensor`` at ``t_days`` (B, Q, batch frame) in
+    physical units, observation noise included.
+
+    S2: the normalised moments scaled back (reflectance). S1 (modelled in dB): the Gaussian
+    predictive in dB mapped to the lognormal mean and std of linear backscatter
+    (:func:`lognormal_moments`). Monte-Carlo decoding uses a fixed seed (repeatable); queries
+    are decoded in chunks of at most :data:`MAX_DECODE_ELEMENTS` elements.
+    """
+    device = model_device(model)
+    batch = batch.to(device)
+    t_days = torch.as_tensor(t_days, dtype=torch.float32, device=device)
+    b, q = t_days.shape
+    chunk = max(1, MAX_DECODE_ELEMENTS // max(b * max(num_samples, 1), 1))
+    means, stds = [], []
+    with torch.no_grad(), fixed_rng(seed, device):
+        for q0 in range(0, q, chunk):
+            m, s = model.reconstruct(batch, sensor, t_days[:, q0:q0 + chunk], num_samples)
+            means.append(m.double().cpu().numpy())
+            stds.append(s.double().cpu().numpy())
+    mean, std = normalisation.denormalise(sensor, np.concatenate(means, 1),
+                                          np.concatenate(stds, 1))
+    if transform_name(sensor) == "db":
+        mean, std = lognormal_moments(mean, std)
+    return mean, std
+
+
+def latent_method(model: torch.nn.Module) -> str:
+    """How ``model.latent`` reads the latent at a date, from the model's own documentation
+    (the ``latent()`` paragraph of its class or module docstring, else the method's)."""
+    cls = type(model)
+    for doc in (inspect.getdoc(cls), inspect.getdoc(sys.modules.get(cls.__module__))):
+        found = re.search(r"``latent\(\)``:?\s*(.+?)(?:\n\s*\n|$)", doc or "", re.S)
+        if found:
+            return f"{cls.__name__}: " + " ".join(found.group(1).split())
+    first = (inspect.getdoc(cls.latent) or "posterior at reference dates").split("\n\n")[0]
+    return f"{cls.__name__}: " + " ".join(first.split())
