@@ -1,0 +1,221 @@
+"""Tile products (docs/contracts.md section 7): stream a whole tile through a trained model.
+
+The tile is processed in ``chunk_px x chunk_px`` windows: each window's series of the year are
+read lazily (:class:`~gpvae.evaluate.tile_inputs.TileInputs`), normalised and compacted like
+the pixel dataset, and passed in batches to the model: latent posterior at the reference dates
+(the embedding), S2 predictive mean and std at the same dates (gap-filled cube), and the class
+of the embedding from the saved downstream random forest. Results are written window by window
+into the netCDF (memory bounded by one window), then GeoTIFF quicklooks are streamed from it.
+Pixels without any usable observation in the year get NaN embeddings, ``valid`` 0 and class -1.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import xarray as xr
+from tqdm.auto import tqdm
+
+import gpvae
+from gpvae.errors import InputError
+from gpvae.evaluate.downstream import load_classifier
+from gpvae.evaluate.inference import latent_at, latent_method, model_device, observations_at
+from gpvae.evaluate.tile_geotiff import RGB_BANDS, ScatterMoments, write_quicklooks
+from gpvae.evaluate.tile_inputs import TileInputs
+from gpvae.io.atomic import atomic_path
+from gpvae.io.cube import spatial_ref
+from gpvae.io.ncstream import VarSpec, stream_netcdf
+from gpvae.models.batch import Batch
+from gpvae.train.checkpoint import load_model
+from gpvae.train.data import compact_series
+
+log = logging.getLogger(__name__)
+
+
+def check_layout(bundle: dict, ref_days: np.ndarray, latent_dim: int, *,
+                 file: object) -> None:
+    """InputError unless the classifier was trained on mean embeddings (ref_day, latent) at
+    these reference dates with this latent size."""
+    layout = bundle.get("layout", {})
+    sizes = list(layout.get("sizes", []))
+    fix = "train the classifier on this model's embeddings at the same reference dates"
+    if layout.get("variables") != ["mean"] or sizes != [len(ref_days), latent_dim]:
+        raise InputError(f"classifier expects features {layout.get('variables')} of shape "
+                         f"{sizes}, this model gives mean ({len(ref_days)}, {latent_dim})",
+                         file=file, field="layout", fix=fix)
+    saved = layout.get("ref_day")
+    if saved is not None and not np.allclose(saved, ref_days):
+        raise InputError(f"classifier reference dates {saved} differ from ref_days "
+                         f"{list(ref_days)}", file=file, field="ref_day", fix=fix)
+
+
+def mid_index(ref_days: np.ndarray) -> int:
+    """Index of the reference date nearest the middle of the reference range (mid-season)."""
+    ref_days = np.asarray(ref_days, dtype=np.float64)
+    return int(np.abs(ref_days - 0.5 * (ref_days.min() + ref_days.max())).argmin())
+
+
+def product_skeleton(tiles: TileInputs, ref_days: np.ndarray, latent_dim: int,
+                     s2_bands: list[str] | None, attrs: dict) -> xr.Dataset:
+    """Coordinates, grid mapping and attributes of a tile product (no data variables)."""
+    coords = {"ref_day": ("ref_day", np.asarray(ref_days, dtype=np.float64),
+                          {"long_name": f"reference date, days after {tiles.year}-01-01"}),
+              "latent": np.arange(latent_dim, dtype=np.int32),
+              "y": ("y", tiles.y, {"units": "m", "axis": "Y"}),
+              "x": ("x", tiles.x, {"units": "m", "axis": "X"})}
+    if s2_bands is not None:
+        coords["band"] = np.asarray(s2_bands, dtype=str)
+    ds = xr.Dataset({"spatial_ref": spatial_ref(tiles.crs, tiles.transform)}, coords=coords)
+    ds.attrs = {"crs": tiles.crs.to_wkt(), "transform": list(tiles.transform.to_gdal()),
+                "tile": tiles.tile, "year": tiles.year, "gpvae_version": gpvae.__version__,
+                "Conventions": "CF-1.8", **attrs}
+    return ds
+
+
+def product_specs(latent_dim: int, num_refs: int, num_bands: int | None, chunk: tuple[int, int],
+                  class_names: list[str]) -> dict[str, VarSpec]:
+    """The streamed variables of contracts section 7, chunked like the processing windows."""
+    grid = {"grid_mapping": "spatial_ref"}
+    specs = {
+        "embedding": VarSpec(("ref_day", "latent", "y", "x"), "float32",
+                             (1, latent_dim, *chunk),
+                             {**grid, "long_name": "latent posterior mean"}),
+        "embedding_var": VarSpec(("ref_day", "latent", "y", "x"), "float32",
+                                 (1, latent_dim, *chunk),
+                                 {**grid, "long_name": "latent posterior variance"}),
+        "class_map": VarSpec(("y", "x"), "int16", chunk,
+                             {**grid, "long_name": "class index, -1 = no data",
+                              "class_names": json.dumps(class_names)}),
+        "valid": VarSpec(("y", "x"), "uint8", chunk,
+                         {**grid, "long_name": "0 = no observation (NaN embedding)"}),
+    }
+    if num_bands is not None:
+        for name, what in (("gapfilled", "predictive mean"), ("gapfilled_std", "predictive "
+                                                              "std incl. observation noise")):
+            specs[name] = VarSpec(("ref_day", "band", "y", "x"), "float32",
+                                  (1, num_bands, *chunk),
+                                  {**grid, "long_name": f"S2 surface reflectance {what}",
+                                   "units": "1"})
+    return specs
+
+
+def predict_pixels(model: torch.nn.Module, meta: dict, series: dict[str, np.ndarray],
+                   days: dict[str, np.ndarray], origin: float, ref_days: np.ndarray,
+                   pipeline: object, batch_size: int) -> dict[str, np.ndarray]:
+    """Model outputs of P pixels (physical series per sensor (P, T, C), NaN = missing):
+    embedding mean/var (P, R, L), S2 mean/std (P, R, C) when the model has S2, class (P,),
+    valid (P,)."""
+    norm = meta["normalisation"]
+    p = next(iter(series.values())).shape[0]
+    parts: dict[str, list[np.ndarray]] = {}
+    for b0 in range(0, p, batch_size):
+        sl = slice(b0, min(b0 + batch_size, p))
+        n = sl.stop - sl.start
+        origins = np.full(n, origin)
+        sensors = {s: compact_series(days[s], norm.normalise(s, v[sl]), origins)
+                   for s, v in series.items()}
+        batch = Batch(sensors, torch.from_numpy(origins), torch.arange(sl.start, sl.stop))
+        mean, var = latent_at(model, batch, ref_days)
+        valid = ~np.isnan(mean).any(axis=(1, 2))
+        out = {"embedding": mean, "embedding_var": var, "valid": valid.astype(np.uint8)}
+        if "S2" in series:
+            t = torch.as_tensor(np.broadcast_to(ref_days, (n, ref_days.size)).copy())
+            g_mean, g_std = observations_at(model, batch, "S2", t, norm)
+            g_mean[~valid], g_std[~valid] = np.nan, np.nan
+            out["gapfilled"], out["gapfilled_std"] = g_mean, g_std
+        classes = np.full(n, -1, dtype=np.int16)
+        if valid.any():
+            classes[valid] = pipeline.predict(mean[valid].reshape(int(valid.sum()), -1))
+        out["class_map"] = classes
+        for k, v in out.items():
+            parts.setdefault(k, []).append(v)
+    return {k: np.concatenate(v, axis=0) for k, v in parts.items()}
+
+
+def peak_memory_mib(device: torch.device) -> dict[str, float]:
+    """Peak resident memory of this process (and peak CUDA memory on a GPU), MiB."""
+    out = {"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
+    if device.type == "cuda":
+        out["peak_gpu_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return out
+
+
+def predict_tile(cubes: dict[str, Path], masks: dict[str, Path], checkpoint: Path,
+                 classifier: Path, out_nc: Path, *, ref_days: np.ndarray,
+                 year: int | None = None, chunk_px: int = 64, device: str = "auto",
+                 batch_size: int = 4096) -> Path:
+    """Write the tile product of contracts section 7 (netCDF + GeoTIFF quicklooks + cost
+    JSON ``<stem>_cost.json``) for one model and tile; returns ``out_nc``."""
+    out_nc = Path(out_nc)
+    ref_days = np.asarray(ref_days, dtype=np.float64)
+    if chunk_px < 1 or batch_size < 1 or ref_days.ndim != 1 or ref_days.size == 0:
+        raise InputError("chunk_px and batch_size must be >= 1 and ref_days a non-empty 1-D "
+                         "array", field="chunk_px/batch_size/ref_days",
+                         fix="e.g. chunk_px 64, ref_days np.arange(0, 365, 10)")
+    model, meta = load_model(checkpoint, device)
+    dev = model_device(model)
+    bundle = load_classifier(classifier)
+    check_layout(bundle, ref_days, model.latent_dim, file=classifier)
+    sensor_bands = meta["sensor_bands"]
+    s2_bands = sensor_bands.get("S2")
+    rgb_index = ([s2_bands.index(b) for b in RGB_BANDS] if s2_bands is not None
+                 and all(b in s2_bands for b in RGB_BANDS) else None)
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    with TileInputs(cubes, masks, sensor_bands, year) as tiles:
+        h, w = tiles.height, tiles.width
+        chunk = (min(chunk_px, h), min(chunk_px, w))
+        attrs = {"model": str(meta.get("model_name")), "method": latent_method(model),
+                 "checkpoint": str(checkpoint), "classifier": str(classifier),
+                 "class_names": json.dumps(list(bundle["class_names"]))}
+        skeleton = product_skeleton(tiles, ref_days, model.latent_dim, s2_bands, attrs)
+        specs = product_specs(model.latent_dim, ref_days.size,
+                              None if s2_bands is None else len(s2_bands), chunk,
+                              list(bundle["class_names"]))
+        windows = [(slice(r, min(r + chunk_px, h)), slice(c, min(c + chunk_px, w)))
+                   for r in range(0, h, chunk_px) for c in range(0, w, chunk_px)]
+        mid = mid_index(ref_days)
+        scatter = ScatterMoments.zeros(model.latent_dim)
+        days = {s: src.days for s, src in tiles.sources.items()}
+        log.info("tile %s year %d: %d x %d px in %d windows of %d px on %s", tiles.tile,
+                 tiles.year, h, w, len(windows), chunk_px, dev)
+        start = time.perf_counter()
+        with stream_netcdf(out_nc, skeleton, specs) as variables:
+            for rows, cols in tqdm(windows, desc=f"tile {tiles.tile}", unit="chunk",
+                                   disable=not sys.stderr.isatty()):
+                out = predict_pixels(model, meta, tiles.window(rows, cols), days,
+                                     tiles.origin, ref_days, bundle["pipeline"], batch_size)
+                hh, ww = rows.stop - rows.start, cols.stop - cols.start
+                for name, values in out.items():
+                    grid = values.reshape(hh, ww, *values.shape[1:])
+                    grid = np.moveaxis(grid, (0, 1), (-2, -1)) if grid.ndim > 2 else grid
+                    variables[name][..., rows, cols] = grid
+                scatter.update(out["embedding"][:, mid])
+            seconds = time.perf_counter() - start
+            written = write_quicklooks(variables, out_nc, crs=tiles.crs,
+                                       transform=tiles.transform, mid=mid,
+                                       pca=scatter.principal_axes(3), rgb_index=rgb_index)
+        pixels = h * w
+    cost = {"model": str(meta.get("model_name")), "tile": tiles.tile, "year": tiles.year,
+            "pixels": pixels, "seconds": seconds,
+            "pixels_per_second": pixels / max(seconds, 1e-9), **peak_memory_mib(dev),
+            "device": str(dev), "chunk_px": chunk_px, "batch_size": batch_size}
+    log.info("tile %s: %d px in %.1f s = %.0f px/s, peak RSS %.0f MiB; wrote %s and %s",
+             tiles.tile, pixels, seconds, cost["pixels_per_second"], cost["peak_rss_mib"],
+             out_nc, ", ".join(p.name for p in written))
+    with atomic_path(cost_path(out_nc)) as tmp:
+        tmp.write_text(json.dumps(cost, indent=2))
+    return out_nc
+
+
+def cost_path(out_nc: Path) -> Path:
+    """``<stem>_cost.json`` beside a tile product."""
+    out_nc = Path(out_nc)
+    return out_nc.with_name(f"{out_nc.stem}_cost.json")

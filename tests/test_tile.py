@@ -1,0 +1,208 @@
+"""Tile products (contracts section 7): grid kept, chunking invisible, all-cloudy pixels NaN."""
+
+from __future__ import annotations
+
+import json
+
+import affine
+import numpy as np
+import pytest
+import rasterio
+import xarray as xr
+from fixtures_pixels import CLASS_NAMES, write_pixels
+
+from gpvae.errors import InputError
+from gpvae.evaluate.downstream import EmbeddingTable, make_classifier, save_classifier
+from gpvae.evaluate.tile import mid_index, predict_tile
+from gpvae.evaluate.tile_geotiff import ScatterMoments, quicklook_paths
+from gpvae.io.bands import S1_BANDS, S2_BANDS
+from gpvae.io.cube import open_cube, write_cube
+from gpvae.io.maskfile import mask_writer
+from gpvae.train.loop import train_model
+
+H, W = 37, 29  # not divisible by the chunk size 16
+CRS = "EPSG:32631"
+TRANSFORM = affine.Affine(10.0, 0.0, 300000.0, 0.0, -10.0, 4800000.0)
+REF_DAYS = np.arange(0.0, 365.0, 30.0)
+CLOUDY = (slice(0, 5), slice(0, 6))  # every date masked for every sensor there
+MODEL_CFG = {"type": "gpvae", "prior": "sparse", "num_inducing": 8, "latent_dim": 3, "hidden": 16,
+             "decoder_layers": 0, "sensors": ["S2", "S1_ASC"],
+             "train": {"epochs": 1, "batch_size": 24, "seed": 0}}
+
+
+def _cube_and_mask(d, sensor: str, times: np.ndarray, rng: np.random.Generator,
+                   all_cloudy: bool) -> tuple:
+    """A cube with plausible values and a mask file (30 % clouds, CLOUDY block masked)."""
+    doy = (times.astype("datetime64[D]") - times.astype("datetime64[Y]")).astype(float)
+    peak = rng.uniform(120, 220, (H, W))
+    veg = np.exp(-((doy[:, None, None] - peak) / 40.0) ** 2)  # (T, H, W)
+    if sensor == "S2":
+        soil = np.linspace(0.08, 0.25, 10)[None, :, None, None]
+        green = np.linspace(0.03, 0.4, 10)[None, :, None, None]
+        data = soil + veg[:, None] * (green - soil)
+        bands = S2_BANDS
+    else:
+        db = np.stack([-14 + 5 * veg, -21 + 7 * veg], axis=1)
+        data = 10 ** (db / 10)
+        bands = S1_BANDS
+    data = data + rng.normal(0, 0.003 if sensor == "S2" else 0.0005, data.shape)
+    valid = np.ones((times.size, H, W), np.uint8)
+    valid[(slice(None),) + CLOUDY] = 0  # outside the swath for S1, no data for S2
+    data = np.where(valid[:, None].astype(bool), data, np.nan).astype(np.float32)
+    cube_path = write_cube(d / f"{sensor}.nc", data=data, valid=valid, times=times,
+                           bands=bands, crs=CRS, transform=TRANSFORM, sensor=sensor,
+                           tile="T31TCJ", radiometry="surface_reflectance" if sensor == "S2"
+                           else "sigma0_linear")
+    usable = valid & (rng.random(valid.shape) > (0.3 if sensor == "S2" else 0.0))
+    if all_cloudy:
+        usable[:] = 0
+    with open_cube(cube_path) as cube, mask_writer(d / f"mask_{sensor}.nc", cube,
+                                                   attrs={"mask_policy": "test"}) as var:
+        var[:] = usable.astype(np.uint8)
+    return cube_path, d / f"mask_{sensor}.nc"
+
+
+def write_tile(d, *, all_cloudy: bool = False) -> tuple[dict, dict]:
+    """S2 every 10 days over 2020-12 .. 2021-12 (latest year 2021), S1_ASC every 12 days."""
+    rng = np.random.default_rng(3)
+    d.mkdir(parents=True, exist_ok=True)
+    s2 = (np.datetime64("2020-12-02") + np.arange(0, 390, 10).astype("timedelta64[D]"))
+    s1 = (np.datetime64("2021-01-03") + np.arange(0, 360, 12).astype("timedelta64[D]"))
+    cubes, masks = {}, {}
+    for sensor, times in (("S2", s2), ("S1_ASC", s1)):
+        cubes[sensor], masks[sensor] = _cube_and_mask(
+            d, sensor, times.astype("datetime64[ns]") + np.timedelta64(10, "h"), rng,
+            all_cloudy)
+    return cubes, masks
+
+
+def write_classifier(path, ref_days: np.ndarray, latent_dim: int):
+    """A random forest on random features of the (ref_day, latent) layout."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, ref_days.size * latent_dim))
+    y = np.arange(60) % len(CLASS_NAMES)
+    pipe = make_classifier("rf", 0).fit(x, y)
+    layout = {"variables": ["mean"], "dims": ["ref_day", "latent"],
+              "sizes": [ref_days.size, latent_dim], "ref_day": ref_days.tolist()}
+    table = EmbeddingTable(x, y, np.array([]), np.array([]), np.array([]), list(CLASS_NAMES),
+                           "tiny", layout)
+    return save_classifier(path, pipe, table)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tile")
+    pixels = write_pixels(d / "pixels.nc", n_samples=48, sensors=("S2", "S1_ASC"))
+    ckpt = train_model(pixels, "tiny", MODEL_CFG, d / "model", device="cpu")
+    cubes, masks = write_tile(d / "tile")
+    clf = write_classifier(d / "rf.joblib", REF_DAYS, MODEL_CFG["latent_dim"])
+    chunked = predict_tile(cubes, masks, ckpt, clf, d / "maps" / "T31TCJ.nc",
+                           ref_days=REF_DAYS, chunk_px=16, device="cpu", batch_size=100)
+    whole = predict_tile(cubes, masks, ckpt, clf, d / "whole" / "T31TCJ.nc",
+                         ref_days=REF_DAYS, chunk_px=64, device="cpu")
+    return {"d": d, "ckpt": ckpt, "cubes": cubes, "masks": masks, "clf": clf,
+            "chunked": chunked, "whole": whole}
+
+
+def test_product_keeps_grid_and_layout(setup):
+    with xr.open_dataset(setup["chunked"]) as ds, open_cube(setup["cubes"]["S2"]) as cube:
+        assert ds["embedding"].dims == ("ref_day", "latent", "y", "x")
+        assert ds["embedding"].shape == (REF_DAYS.size, 3, H, W)
+        assert ds["gapfilled"].dims == ("ref_day", "band", "y", "x")
+        assert ds["gapfilled_std"].shape == (REF_DAYS.size, 10, H, W)
+        assert ds["class_map"].dtype == np.int16 and ds["valid"].dtype == np.uint8
+        assert json.loads(ds["class_map"].attrs["class_names"]) == CLASS_NAMES
+        np.testing.assert_array_equal(ds["x"].values, cube["x"].values)
+        np.testing.assert_array_equal(ds["y"].values, cube["y"].values)
+        np.testing.assert_array_equal(ds["ref_day"].values, REF_DAYS)
+        assert ds["embedding"].attrs["grid_mapping"] == "spatial_ref"
+        gt = [float(v) for v in ds["spatial_ref"].attrs["GeoTransform"].split()]
+        assert affine.Affine.from_gdal(*gt) == TRANSFORM
+        assert rasterio.crs.CRS.from_wkt(ds["spatial_ref"].attrs["crs_wkt"]) == \
+            rasterio.crs.CRS.from_user_input(CRS)
+        assert ds.attrs["year"] == 2021  # latest year of the S2 cube
+        classes = ds["class_map"].values
+        assert set(np.unique(classes)) <= {-1, 0, 1, 2}
+        g = ds["gapfilled"].values[:, :, ds["valid"].values == 1]
+        assert np.isfinite(g).all() and (ds["gapfilled_std"].values[
+            :, :, ds["valid"].values == 1] > 0).all()
+        assert np.nanmedian(g) == pytest.approx(0.2, abs=0.15)  # reflectance, not normalised
+    for name, path in quicklook_paths(setup["chunked"]).items():
+        with rasterio.open(path) as src:
+            assert src.crs == rasterio.crs.CRS.from_user_input(CRS), name
+            assert src.transform == TRANSFORM and (src.height, src.width) == (H, W)
+            if name == "class_map":
+                np.testing.assert_array_equal(src.read(1), classes)
+                assert src.nodata == -1
+            else:
+                assert src.count == 3
+    cost = json.loads(setup["chunked"].with_name("T31TCJ_cost.json").read_text())
+    assert cost["pixels"] == H * W and cost["chunk_px"] == 16 and cost["device"] == "cpu"
+    assert cost["pixels_per_second"] > 0 and cost["peak_rss_mib"] > 0
+
+
+def test_chunked_run_equals_whole_tile_run(setup):
+    with xr.open_dataset(setup["chunked"]) as a, xr.open_dataset(setup["whole"]) as b:
+        np.testing.assert_array_equal(a["valid"].values, b["valid"].values)
+        for name in ("embedding", "embedding_var", "gapfilled", "gapfilled_std"):
+            np.testing.assert_allclose(a[name].values, b[name].values, rtol=1e-4, atol=1e-5,
+                                       equal_nan=True, err_msg=name)
+        assert (a["class_map"].values == b["class_map"].values).mean() > 0.99
+
+
+def test_unobserved_pixels_are_nan_and_flagged(setup):
+    with xr.open_dataset(setup["chunked"]) as ds:
+        valid = ds["valid"].values
+        assert (valid[CLOUDY] == 0).all()
+        outside = np.ones((H, W), bool)
+        outside[CLOUDY] = False
+        assert (valid[outside] == 1).all()
+        assert np.isnan(ds["embedding"].values[:, :, valid == 0]).all()
+        assert np.isnan(ds["embedding_var"].values[:, :, valid == 0]).all()
+        assert np.isnan(ds["gapfilled"].values[:, :, valid == 0]).all()
+        assert (ds["class_map"].values[valid == 0] == -1).all()
+        assert np.isfinite(ds["embedding"].values[:, :, valid == 1]).all()
+
+
+def test_all_cloudy_tile_does_not_crash(setup, tmp_path):
+    cubes, masks = write_tile(tmp_path / "cloudy", all_cloudy=True)
+    out = predict_tile(cubes, masks, setup["ckpt"], setup["clf"], tmp_path / "c.nc",
+                       ref_days=REF_DAYS, chunk_px=16, device="cpu")
+    with xr.open_dataset(out) as ds:
+        assert (ds["valid"].values == 0).all()
+        assert np.isnan(ds["embedding"].values).all()
+        assert (ds["class_map"].values == -1).all()
+
+
+def test_classifier_layout_mismatch_is_an_input_error(setup, tmp_path):
+    clf = write_classifier(tmp_path / "other.joblib", np.arange(0.0, 365.0, 10.0), 3)
+    with pytest.raises(InputError, match="classifier"):
+        predict_tile(setup["cubes"], setup["masks"], setup["ckpt"], clf, tmp_path / "x.nc",
+                     ref_days=REF_DAYS, device="cpu")
+    assert not (tmp_path / "x.nc").exists()
+
+
+def test_pca_and_mid_index():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(500, 3)) * np.array([5.0, 1.0, 0.2]) + np.array([1.0, 2.0, 3.0])
+    acc = ScatterMoments.zeros(3)
+    for part in np.array_split(x, 7):
+        acc.update(part)
+    acc.update(np.full((4, 3), np.nan))  # NaN rows ignored
+    mean, axes = acc.principal_axes(2)
+    np.testing.assert_allclose(mean, x.mean(0))
+    assert abs(axes[0, 0]) > 0.99 and abs(axes[1, 1]) > 0.99
+    assert mid_index(np.arange(0, 365, 10)) == 18
+
+
+def test_explicit_year_with_a_sensor_without_dates(setup, tmp_path):
+    # 2020: three S2 dates in December, no S1 date at all
+    out = predict_tile(setup["cubes"], setup["masks"], setup["ckpt"], setup["clf"],
+                       tmp_path / "y2020.nc", ref_days=REF_DAYS, year=2020, chunk_px=64,
+                       device="cpu")
+    with xr.open_dataset(out) as ds, xr.open_dataset(setup["masks"]["S2"]) as mask:
+        assert ds.attrs["year"] == 2020
+        in_2020 = mask["time"].values < np.datetime64("2021-01-01")
+        seen = mask["valid"].values[in_2020].any(axis=0)
+        np.testing.assert_array_equal(ds["valid"].values == 1, seen)
+        assert np.isfinite(ds["embedding"].values[:, :, seen]).all()
