@@ -4,7 +4,9 @@ from snakemake.utils import min_version
 min_version("8.0")
 
 
-configfile: "config/config.yaml"
+if not config:  # the demo, unless --configfile / --config gave a configuration
+
+    configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"

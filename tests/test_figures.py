@@ -379,3 +379,11 @@ def test_cli_parser_accepts_the_rule_arguments(tmp_path: Path) -> None:
     assert a.figure == "examples" and a.gapfill == ["a.nc", "b.nc"] and a.examples == 3
     a = parser.parse_args(["figures", "training", "--training", "--out", "o.png"])
     assert a.training == []
+
+
+def test_display_bands_fall_back_to_false_colour_and_grey() -> None:
+    from gpvae.report.map_figures import display_bands
+
+    assert display_bands(["B02", "B03", "B04", "B08"]) == (["B04", "B03", "B02"], "RGB")
+    assert display_bands(["B04", "B08", "B11"]) == (["B11", "B08", "B04"], "B11/B08/B04")
+    assert display_bands(["B08"]) == (["B08", "B08", "B08"], "B08")

@@ -90,7 +90,7 @@ def extract_args(wildcards):
             k: v for k, v in reader.items() if k in ("product", "collection", "crs")
         }
     if reader:
-        opts.append("--options " + shlex.quote(json.dumps(reader)))
+        opts.append("--options " + shlex.quote(json.dumps(reader, sort_keys=True)))
     if wildcards.sensor == "S2" and e["bands"]:
         opts.append("--bands " + " ".join(e["bands"]))
     return " ".join(opts)

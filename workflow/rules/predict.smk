@@ -24,7 +24,7 @@ rule predict_tile:
     resources:
         gpu=1,
     params:
-        inputs=lambda w: json.dumps(tile_inputs(w.model, w.tile)),
+        inputs=lambda w: json.dumps(tile_inputs(w.model, w.tile), sort_keys=True),
         ref=ref_args(),
         year=f"--year {PREDICT['year']}" if PREDICT["year"] else "",
         chunk=PREDICT["chunk_px"],

@@ -20,7 +20,7 @@ if not TABLE:
         conda:
             ENV
         params:
-            spec=json.dumps(sample_spec()),
+            spec=json.dumps(sample_spec(), sort_keys=True),
         message:
             "Sampling labelled pixels of {TILES} into the pixel dataset"
         shell:
@@ -39,7 +39,7 @@ if TABLE:
         conda:
             ENV
         params:
-            spec=json.dumps(table_spec()),
+            spec=json.dumps(table_spec(), sort_keys=True),
         message:
             "Converting the sample table {input} into the pixel dataset"
         shell:

@@ -14,7 +14,8 @@ if "scene" in config:
             ENV
         params:
             scene=json.dumps(
-                {k: v for k, v in config["scene"].items() if k != "out_dir"}
+                {k: v for k, v in config["scene"].items() if k != "out_dir"},
+                sort_keys=True,
             ),
             outdir=lambda w: f"{SCENE_DIR}/{w.tile}",
         message:

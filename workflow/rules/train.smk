@@ -15,7 +15,7 @@ rule train:
     resources:
         gpu=1,
     params:
-        cfg=lambda w: json.dumps(config["models"][w.model]),
+        cfg=lambda w: json.dumps(config["models"][w.model], sort_keys=True),
         outdir=lambda w: f"{R}/models/{w.model}",
         device=config["device"],
     message:

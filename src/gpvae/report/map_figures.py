@@ -16,6 +16,18 @@ from gpvae.report.figure import new_figure, placeholder
 from gpvae.report.palette import class_colours
 
 RGB_BANDS = ("B04", "B03", "B02")
+#: Display composites in order of preference: true colour, then false colours.
+COMPOSITES = (RGB_BANDS, ("B08", "B04", "B03"), ("B11", "B08", "B04"))
+
+
+def display_bands(bands) -> tuple[list[str], str]:
+    """Bands to show as an image and its name: true colour when B04/B03/B02 exist, else a
+    false-colour composite, else the first band as grey."""
+    present = [str(b) for b in np.asarray(bands)]
+    for combo in COMPOSITES:
+        if all(b in present for b in combo):
+            return list(combo), "RGB" if combo == RGB_BANDS else "/".join(combo)
+    return [present[0]] * 3, present[0]
 
 
 def stretch(image: np.ndarray, low: float = 2.0, high: float = 98.0) -> np.ndarray:
@@ -74,10 +86,11 @@ def observed_rgb(cube: xr.Dataset, mask: xr.Dataset | None, pick: str) -> tuple[
     share = valid.reshape(valid.shape[0], -1).mean(axis=1)
     order = np.argsort(share)
     t = int(order[-1] if pick == "clearest" else order[len(order) // 2])
-    rgb = cube["data"].isel(time=t).sel(band=list(RGB_BANDS)).transpose("y", "x", "band")
+    bands, name = display_bands(cube["band"].values)
+    rgb = cube["data"].isel(time=t).sel(band=bands).transpose("y", "x", "band")
     image = np.where(valid[t][..., None], rgb.values, np.nan)
     date = str(cube["time"].values[t])[:10]
-    return stretch(image), f"{date} ({share[t]:.0%} usable)"
+    return stretch(image), f"{name} {date} ({share[t]:.0%} usable)"
 
 
 def tile_maps(maps: dict[str, xr.Dataset], cube: xr.Dataset | None = None,
@@ -92,7 +105,7 @@ def tile_maps(maps: dict[str, xr.Dataset], cube: xr.Dataset | None = None,
     if cube is not None:
         for col, pick in enumerate(("clearest", "typical")):
             image, when = observed_rgb(cube, mask, pick)
-            _show(axes[0, col], image, f"observed RGB, {pick} date\n{when}")
+            _show(axes[0, col], image, f"observed, {pick} date\n{when}")
         for ax in axes[0, 2:]:
             ax.axis("off")
         axes[0, 2].text(0, 0.5, f"Tile {tile}\nwhite = cloud / no data", fontsize=11,
@@ -101,12 +114,13 @@ def tile_maps(maps: dict[str, xr.Dataset], cube: xr.Dataset | None = None,
     for model, ds in maps.items():
         ax_rgb, ax_std, ax_emb, ax_cls = axes[row]
         day = mid_season(ds)
-        filled = ds["gapfilled"].sel(ref_day=day, band=list(RGB_BANDS))
+        bands, name = display_bands(ds["gapfilled"]["band"].values)
+        filled = ds["gapfilled"].sel(ref_day=day, band=bands)
         _show(ax_rgb, stretch(filled.transpose("y", "x", "band").values),
-              f"{model}\ngap-filled RGB, day {day:g}")
-        std = ds["gapfilled_std"].sel(ref_day=day, band=list(RGB_BANDS)).mean("band")
+              f"{model}\ngap-filled {name}, day {day:g}")
+        std = ds["gapfilled_std"].sel(ref_day=day, band=sorted(set(bands))).mean("band")
         im = ax_std.imshow(std.values, cmap="magma", interpolation="nearest")
-        ax_std.set(title="predictive std (RGB mean)", xticks=[], yticks=[])
+        ax_std.set(title=f"predictive std ({name} mean)", xticks=[], yticks=[])
         ax_std.grid(False)
         fig.colorbar(im, ax=ax_std, fraction=0.046, pad=0.02)
         emb = ds["embedding"].sel(ref_day=ds["embedding"]["ref_day"].values[np.argmin(

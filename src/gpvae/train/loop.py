@@ -245,9 +245,18 @@ def _fit(dataset: PixelDataset, model_name: str, model_cfg: dict, out_dir: Path,
                      model_name, epoch, bad_epochs)
 
 
-def run_id(model_name: str, model_cfg: dict) -> str:
-    """Short hash naming a training run's state folder: one per (model name, settings)."""
-    text = json.dumps({"name": model_name, "cfg": canonical_config(model_cfg)}, sort_keys=True)
+def run_id(model_name: str, model_cfg: dict, pixels: Path | None = None) -> str:
+    """Short hash naming a training run's state folder: one per (model name, settings, data).
+
+    The pixel dataset enters by size and modification time, so a resampled dataset starts a
+    new run while a killed job on unchanged data resumes.
+    """
+    data = None
+    if pixels is not None and Path(pixels).exists():
+        st = Path(pixels).stat()
+        data = [st.st_size, st.st_mtime_ns]
+    text = json.dumps({"name": model_name, "cfg": canonical_config(model_cfg), "data": data},
+                      sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -262,7 +271,7 @@ def train_and_publish(pixels: Path, model_name: str, model_cfg: dict, model_dir:
     ``normalisation.json``.
     """
     model_dir = Path(model_dir)
-    run_dir = model_dir / "state" / run_id(model_name, model_cfg)
+    run_dir = model_dir / "state" / run_id(model_name, model_cfg, pixels)
     log.info("%s: run folder %s", model_name, run_dir)
     train_model(pixels, model_name, model_cfg, run_dir, device=device, resume=resume,
                 max_epochs=max_epochs)

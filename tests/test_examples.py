@@ -1,0 +1,221 @@
+"""Every config/examples/*.yaml through the whole pipeline (`rule all`), on real files or
+fixtures: the data stages give a physically plausible pixel dataset and the model trains.
+
+The example configs are loaded as written; only input paths, `results` and `device` are
+rewritten into the test's working folder. Real files (../shared/data/real) are optional:
+their tests skip when absent.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+import yaml
+from conftest import ROOT, run_snakemake, tiny_workdir
+from example_fixtures import (
+    SCL_CLOUD,
+    TILE,
+    SceneSeries,
+    scene_series,
+    write_generic_cube,
+    write_generic_s1_cube,
+    write_grid_parcels,
+    write_parcels,
+    write_sen2cor_set,
+    write_stac_catalog,
+)
+
+pytestmark = pytest.mark.slow
+
+EXAMPLES = ROOT / "config" / "examples"
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+OPENEO_S2 = REAL / "openeo_gfmap" / "s2_l2a_belgium_2023-04.nc"
+OPENEO_S1 = REAL / "openeo_gfmap" / "s1_grd_belgium_2023-04.nc"
+WORLDCEREAL = REAL / "worldcereal" / "worldcereal_public_extractions_2017.parquet"
+
+
+def real(path: Path) -> Path:
+    if not path.is_file():
+        pytest.skip(f"real data absent: {path}")
+    return path
+
+
+def example(name: str) -> dict:
+    """An example config as a user gets it, run on CPU into `results/` of the workdir."""
+    cfg = yaml.safe_load((EXAMPLES / f"{name}.yaml").read_text())
+    cfg.update(results="results", device="cpu")
+    return cfg
+
+
+def run_example(work: Path, cfg: dict, *extra: str) -> Path:
+    """Run ``cfg`` in ``work`` up to its trained models (+ ``extra`` targets, e.g. the
+    classification table); returns the results folder. The full `rule all` of every input
+    kind is the same chain as the demo's, which tests/test_pipeline.py runs end to end."""
+    tiny_workdir(work, yaml.safe_dump(cfg, sort_keys=False))
+    targets = [f"results/models/{m}/best.pt" for m in cfg["models"]] + list(extra)
+    proc = run_snakemake(work, *targets)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-6000:]
+    return work / "results"
+
+
+def check_model(results: Path, model: str, epochs: int) -> None:
+    folder = results / "models" / model
+    assert (folder / "best.pt").stat().st_size > 0
+    m = pd.read_csv(folder / "metrics.csv")
+    assert {"train", "val"} <= set(m["split"]) and m["epoch"].max() == epochs
+    assert np.isfinite(m[["elbo", "recon", "kl"]].to_numpy()).all()
+
+
+def check_s2(ds: xr.Dataset) -> np.ndarray:
+    """S2 reflectance in 0..1.5 with finite values; returns them."""
+    v = ds["values_S2"].values
+    assert np.isfinite(v).mean() > 0.05
+    assert np.nanmin(v) >= 0.0 and np.nanmax(v) <= 1.5
+    return v
+
+
+def check_s1(ds: xr.Dataset, sensor: str) -> None:
+    """S1 stored linear (> 0) with dB medians of real backscatter, VV above VH."""
+    v = ds[f"values_{sensor}"]
+    assert np.isfinite(v.values).any() and np.nanmin(v.values) > 0
+    db = {p: float(np.nanmedian(10 * np.log10(v.sel({f"band_{sensor}": p}).values)))
+          for p in ("VV", "VH")}
+    assert -25 < db["VV"] < 0 and -35 < db["VH"] < db["VV"] - 2, db
+
+
+def check_labels(ds: xr.Dataset, classes: set[str]) -> None:
+    assert set(ds["class_name"].values.astype(str)) == classes
+    label = ds["label"].values
+    assert (label >= 0).all() and (label < len(classes)).all()
+    assert {"train", "val"} <= set(ds["split"].values.astype(str))
+
+
+# ---- fixture-backed examples (always run) ------------------------------------------------
+
+@pytest.fixture(scope="module")
+def series() -> SceneSeries:
+    return scene_series()
+
+
+def check_fixture_run(results: Path, series: SceneSeries, sensors: set[str]) -> xr.Dataset:
+    """Pixel dataset of a fixture run: sensors, labels, reflectance = the encoded truth at
+    clear pixels, every cloud (SCL 9) observation masked."""
+    ds = xr.open_dataset(results / "samples" / "pixels.nc")
+    assert set(ds.attrs["sensors"].split()) == sensors
+    check_labels(ds, set(series.parcels["class"]))
+    v = check_s2(ds)
+    np.testing.assert_array_equal(ds["time_S2"].values.astype("datetime64[D]"),
+                                  series.times.astype("datetime64[D]"))
+    row, col = ds["row"].values, ds["col"].values
+    cloudy = series.scl10()[:, row, col].T == SCL_CLOUD  # (sample, time)
+    assert cloudy.any() and np.isnan(v[cloudy]).all()
+    b04 = list(ds["band_S2"].values).index("B04")
+    truth = series.reflectance[:, 2, row, col].T  # B04 is the third canonical band
+    clear = np.isfinite(v[..., b04])
+    assert clear.mean() > 0.4
+    np.testing.assert_allclose(v[..., b04][clear], truth[clear], atol=1.5e-4)
+    return ds
+
+
+def test_sen2cor_example(tmp_path: Path, series: SceneSeries) -> None:
+    cfg = example("sen2cor")
+    cfg["inputs"]["S2"]["path"] = str(write_sen2cor_set(tmp_path / "safe", series))
+    cfg["inputs"]["parcels"]["path"] = str(write_parcels(tmp_path / "parcels.gpkg", series))
+    cfg["tiles"] = [TILE]
+    results = run_example(tmp_path / "work", cfg)
+    ds = check_fixture_run(results, series, {"S2"})
+    assert len(ds["band_S2"]) == 10
+    check_model(results, "gpvae_s2", 2)
+
+
+def test_stac_example(tmp_path: Path, series: SceneSeries) -> None:
+    pytest.importorskip("pystac")
+    cfg = example("stac")
+    cfg["inputs"]["S2"]["path"] = str(write_stac_catalog(tmp_path / "stac", series))
+    cfg["inputs"]["parcels"]["path"] = str(write_parcels(tmp_path / "parcels.gpkg", series))
+    cfg["tiles"] = [TILE]
+    results = run_example(tmp_path / "work", cfg)
+    check_fixture_run(results, series, {"S2"})
+    check_model(results, "gpvae_s2", 2)
+
+
+def test_generic_example(tmp_path: Path, series: SceneSeries) -> None:
+    cfg = example("generic")
+    inputs = cfg["inputs"]
+    inputs["S2"]["path"] = str(write_generic_cube(tmp_path / "cubes" / "S2.nc", series))
+    inputs["S1"]["path"] = str(write_generic_s1_cube(tmp_path / "cubes" / "S1.nc", series))
+    inputs["parcels"]["path"] = str(write_parcels(tmp_path / "parcels.gpkg", series))
+    cfg["tiles"] = [TILE]
+    results = run_example(tmp_path / "work", cfg)
+    ds = check_fixture_run(results, series, {"S2", "S1_DES"})
+    # the no-data strip of the first date (QAI bit 0, fill value) is masked
+    strip = ds["row"].values < 2
+    assert strip.any() and np.isnan(ds["values_S2"].values[strip, 0]).all()
+    check_s1(ds, "S1_DES")
+    # S1 values are the cube's dB converted back to linear sigma0
+    row, col = ds["row"].values, ds["col"].values
+    vv = ds["values_S1_DES"].sel(band_S1_DES="VV").values
+    truth = series.sigma0["VV"][:, row, col].T
+    ok = np.isfinite(vv)
+    np.testing.assert_allclose(vv[ok], truth[ok], rtol=1e-4)
+    check_model(results, "gpvae_fused", 2)
+
+
+# ---- real files (skip when ../shared is absent) -------------------------------------------
+
+def test_openeo_example_on_real_cubes(tmp_path: Path) -> None:
+    s2, s1 = real(OPENEO_S2), real(OPENEO_S1)
+    cfg = example("openeo")
+    assert cfg["inputs"]["S2"]["path"].endswith(OPENEO_S2.name)
+    assert cfg["inputs"]["S1"]["path"].endswith(OPENEO_S1.name)
+    with xr.open_dataset(s2) as ds:  # parcels over the cubes' grid (10 m, pixel centres)
+        x, y = ds["x"].values, ds["y"].values
+    bounds = (x.min() - 5, y.min() - 5, x.max() + 5, y.max() + 5)
+    classes = ("wheat", "maize", "grassland", "potato")
+    parcels = write_grid_parcels(tmp_path / "parcels.gpkg", bounds=bounds, crs="EPSG:32631",
+                                 classes=classes)
+    cfg["inputs"]["S2"]["path"] = str(s2)
+    cfg["inputs"]["S1"]["path"] = str(s1)
+    cfg["inputs"]["parcels"]["path"] = str(parcels)
+    tile = cfg["tiles"][0]
+    results = run_example(tmp_path / "work", cfg, f"results/report/maps/{tile}.png")
+    ds = xr.open_dataset(results / "samples" / "pixels.nc")
+    assert set(ds.attrs["sensors"].split()) == {"S2", "S1_ASC"}
+    check_labels(ds, set(classes))
+    assert list(ds["band_S2"].values) == ["B04", "B08", "B11"]
+    v = check_s2(ds)
+    # no BOA offset in the harmonised values: vegetation red stays positive and low
+    assert 0.0 < np.nanmedian(v[..., 0]) < 0.15
+    # SCL clouds masked: no bright red (clouds are > 0.15 in B04 in these cubes)
+    assert np.nanpercentile(v[..., 0], 99) < 0.2
+    check_s1(ds, "S1_ASC")
+    assert set(ds["year"].values.tolist()) == {2023}
+    check_model(results, "gpvae_fused", 2)
+
+
+def test_worldcereal_example_on_real_table(tmp_path: Path) -> None:
+    src = real(WORLDCEREAL)
+    cfg = example("worldcereal")
+    assert cfg["inputs"]["table"]["path"].endswith(WORLDCEREAL.name)
+    cfg["inputs"]["table"]["path"] = str(src)
+    results = run_example(tmp_path / "work", cfg,
+                          "results/metrics/classification_gpvae_fused.csv")
+    ds = xr.open_dataset(results / "samples" / "pixels.nc")
+    df = pd.read_parquet(src)
+    assert ds.sizes["sample"] == len(df)
+    assert set(ds.attrs["sensors"].split()) == {"S2", "S1_DES"}
+    check_labels(ds, set(df["sampling_label"].astype(str)))
+    names = ds["class_name"].values.astype(str)[ds["label"].values]
+    np.testing.assert_array_equal(names, df["sampling_label"].to_numpy().astype(str))
+    v = check_s2(ds)
+    assert np.nanpercentile(v, 99) < 1.0
+    check_s1(ds, "S1_DES")
+    check_model(results, "gpvae_fused", 2)
+    # crop-type classification from the embeddings, scored on the held-out test split
+    scores = pd.read_csv(results / "metrics" / "classification_gpvae_fused.csv")
+    oa = scores[(scores["metric"] == "OA") & (scores["protocol"] == "parcel")]["value"]
+    assert len(oa) > 0 and (oa > 1.0 / ds["class_name"].size).all()
