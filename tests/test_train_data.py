@@ -226,3 +226,12 @@ def test_sensor_bands_from_config():
         sensor_bands_from_config({"sensors": ["S3"]})
     with pytest.raises(InputError, match="sensors"):
         sensor_bands_from_config({})
+
+
+def test_default_bands_are_those_present_in_the_dataset():
+    present = {"S2": ["B04", "B08", "B11"]}
+    assert sensor_bands_from_config({"sensors": ["S2", "S1_DES"]}, present=present) == {
+        "S2": ["B04", "B08", "B11"], "S1_DES": S1_BANDS}
+    # explicit bands win over what the file has
+    assert sensor_bands_from_config({"sensors": ["S2"], "bands": {"S2": ["B08"]}},
+                                    present=present) == {"S2": ["B08"]}

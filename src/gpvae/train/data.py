@@ -50,10 +50,23 @@ def file_sensors(path: str | os.PathLike) -> list[str]:
                          fix="check the path; re-run the sampling stage") from err
 
 
-def sensor_bands_from_config(model_cfg: dict, available: list[str] | None = None
+def file_bands(path: str | os.PathLike) -> dict[str, list[str]]:
+    """Bands of each sensor in a pixel dataset, in file order."""
+    try:
+        with xr.open_dataset(path, engine="netcdf4") as ds:
+            return {s: [str(b) for b in ds[f"band_{s}"].values]
+                    for s in str(ds.attrs.get("sensors", "")).split() if f"band_{s}" in ds}
+    except (OSError, ValueError) as err:
+        raise InputError(f"cannot open pixel dataset ({err})", file=path,
+                         fix="check the path; re-run the sampling stage") from err
+
+
+def sensor_bands_from_config(model_cfg: dict, available: list[str] | None = None,
+                             present: dict[str, list[str]] | None = None
                              ) -> dict[str, list[str]]:
     """Sensors and bands a model uses: ``sensors`` list (default ``available``, the dataset's
-    sensors), optional ``bands: {sensor: [..]}`` (default: the canonical bands)."""
+    sensors), optional ``bands: {sensor: [..]}`` (default: the bands ``present`` in the
+    dataset for that sensor, else the canonical bands)."""
     sensors = model_cfg.get("sensors", available) or []
     if isinstance(sensors, str) or not sensors:
         raise InputError("model config needs a non-empty list `sensors`", field="sensors",
@@ -64,7 +77,8 @@ def sensor_bands_from_config(model_cfg: dict, available: list[str] | None = None
         if s not in CANONICAL_BANDS and s not in bands:
             raise InputError(f"unknown sensor {s!r}", field="sensors",
                              fix=f"use sensors among {sorted(CANONICAL_BANDS)}")
-        out[s] = list(bands.get(s, CANONICAL_BANDS.get(s, [])))
+        default = (present or {}).get(s) or CANONICAL_BANDS.get(s, [])
+        out[s] = list(bands.get(s, default))
     return out
 
 

@@ -31,6 +31,7 @@ from gpvae.train.checkpoint import (
 from gpvae.train.data import (
     BlockSampler,
     PixelDataset,
+    file_bands,
     file_sensors,
     make_loader,
     pin_batch,
@@ -140,7 +141,7 @@ def train_model(pixels: Path, model_name: str, model_cfg: dict, out_dir: Path, *
     ckpt_path = out_dir / "checkpoint.pt"
     settings = train_settings(model_cfg)
     available = None if "sensors" in model_cfg else file_sensors(pixels)
-    sensor_bands = sensor_bands_from_config(model_cfg, available)
+    sensor_bands = sensor_bands_from_config(model_cfg, available, file_bands(pixels))
     state = None
     if resume and ckpt_path.exists():
         state = read_checkpoint(ckpt_path)
