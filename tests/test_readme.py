@@ -18,3 +18,18 @@ def test_ci_runs_the_readme_test_command() -> None:
 
 def test_readme_has_the_demo_command() -> None:
     assert "snakemake --cores all" in (ROOT / "README.md").read_text()
+
+
+def test_readme_config_examples_are_valid() -> None:
+    import re
+
+    import yaml
+
+    from gpvae.config import validate_config
+
+    blocks = re.findall(r"```yaml\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    assert blocks
+    for block in blocks:
+        cfg = yaml.safe_load(block)
+        if "inputs" in cfg:
+            validate_config(cfg)
