@@ -212,8 +212,15 @@ def write_stac_catalog(root: Path, series: SceneSeries) -> Path:
             item.add_asset(EARTH_SEARCH_KEYS[band], pystac.Asset(
                 href=f"./{band}.tif", media_type=pystac.MediaType.COG, roles=["data"]))
         cat.add_item(item)
+    return save_catalog(cat, root)
+
+
+def save_catalog(cat, root: Path) -> Path:  # cat: a pystac.Catalog
+    """Save a static, self-contained catalog whose assets sit in each item's folder."""
+    import pystac
+
     cat.normalize_hrefs(str(root))
-    for item in cat.get_items():  # assets live in each item's folder
+    for item in cat.get_items():
         for asset in item.assets.values():
             asset.href = os.path.join(os.path.dirname(item.get_self_href()),
                                       os.path.basename(asset.href))

@@ -19,6 +19,7 @@ from gpvae.io.cube import open_cube
 from gpvae.io.stac import EARTH_SEARCH_KEYS, extract_stac
 
 pystac = pytest.importorskip("pystac")
+from example_fixtures import save_catalog  # noqa: E402
 
 H = W = 32
 CRS = "EPSG:32631"
@@ -78,14 +79,7 @@ def make_catalog(root, *, drop=None):
         truths[day] = truth
     other, _ = make_item(root, "2023-05-12", "05.09", 4, tile=("32", "U", "LU"))
     cat.add_item(other)
-    cat.normalize_hrefs(str(root))
-    for item in cat.get_items():  # assets relative to each item's folder
-        for asset in item.assets.values():
-            asset.href = os.path.join(os.path.dirname(item.get_self_href()),
-                                      os.path.basename(asset.href))
-    cat.make_all_asset_hrefs_relative()
-    cat.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
-    return root / "catalog.json", truths
+    return save_catalog(cat, root), truths
 
 
 def check_cube(ds, truths):
