@@ -19,8 +19,10 @@ TILES = config["tiles"]
 ENV = "../../envs/gpvae.yaml"
 # The library's CLI (`python -m gpvae.cli`), importable whether or not the package is
 # installed in the job's environment.
+# Machines with only `python3` (no `python` command) get a fallback.
 shell.prefix(
     f"set -euo pipefail; export PYTHONPATH={SRC}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
+    "command -v python >/dev/null || python() {{ python3 \"$@\"; }}; "
 )
 
 INPUTS = config["inputs"]
