@@ -11,6 +11,7 @@ import pandas as pd
 import xarray as xr
 
 from gpvae.errors import InputError
+from gpvae.evaluate.tidy import read_tidy_csv
 
 CLOUD_COVER_COLUMNS = ("date", "tile", "sensor", "valid_fraction", "cloud_fraction",
                        "nodata_fraction")
@@ -61,12 +62,7 @@ def read_training_metrics(paths: Iterable[str | os.PathLike]) -> dict[str, pd.Da
 
 def read_tidy_metrics(path: str | os.PathLike) -> pd.DataFrame:
     """The merged tidy metrics ``all.csv`` (contracts 6); optional columns filled with ''."""
-    df = read_csv_checked(path, ("model", "task", "protocol", "split", "seed", "metric",
-                                 "value"), "metrics table")
-    for col in ("band", "class", "classifier"):
-        df[col] = df[col].fillna("").astype(str) if col in df else ""
-    df["model"] = df["model"].astype(str)
-    return df
+    return read_tidy_csv(path)
 
 
 def read_confusion(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
