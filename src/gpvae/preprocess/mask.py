@@ -89,9 +89,10 @@ def compute_mask(cube_path: Path, out_nc: Path, out_csv: Path, *, clm_bits: list
                              "valid_fraction": float(final.mean()),
                              "cloud_fraction": float(cloud.mean()),
                              "nodata_fraction": float(1 - valid.mean())})
-        pd.DataFrame(rows, columns=["date", "tile", "sensor", "valid_fraction",
-                                    "cloud_fraction", "nodata_fraction"]
-                     ).to_csv(tmp_csv, index=False, float_format="%.6f")
+            # Written before the mask file is renamed: a failure here leaves neither output.
+            pd.DataFrame(rows, columns=["date", "tile", "sensor", "valid_fraction",
+                                        "cloud_fraction", "nodata_fraction"]
+                         ).to_csv(tmp_csv, index=False, float_format="%.6f")
     cube.close()
     log.info("%s %s: mask policy %s; mean valid fraction %.3f", tile, sensor, policy,
              np.mean([r["valid_fraction"] for r in rows]) if rows else float("nan"))
