@@ -160,3 +160,14 @@ def test_period_state_space_period():
     assert torch.allclose(c[0, 1], c[0, 0], rtol=1e-5) and torch.allclose(c[0, 2], c[0, 0],
                                                                            rtol=1e-5)
     assert math.isclose(c[0, 0].item(), 1.0, rel_tol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["matern12", "matern32", "matern52", "quasi_periodic"])
+def test_closed_form_transition_equals_matrix_exponential(name):
+    """The closed-form A = expm(F dt) (nilpotent series, rotations) against torch's expm."""
+    ss = state_space(make_kernel(name, 3, lengthscale=25.0).double(), num_harmonics=3)
+    dt = torch.rand(4, 3, 9, dtype=torch.float64) * 80.0
+    A = ss.transition(dt)
+    assert A.shape == (4, 3, 9, ss.dim, ss.dim)
+    ref = torch.linalg.matrix_exp(ss.F[:, None] * dt[..., None, None])
+    torch.testing.assert_close(A, ref, rtol=1e-10, atol=1e-10)

@@ -11,6 +11,7 @@ RBF / RQ / Cauchy have no finite state space.
 
 from __future__ import annotations
 
+import copy
 import math
 
 import gpytorch
@@ -60,7 +61,30 @@ class StateSpace:
 
     def scaled(self, variance: Tensor) -> StateSpace:
         """State space of variance * k, variance (L,)."""
-        return StateSpace(self.F, self.Pinf * variance[:, None, None], self.H)
+        out = copy.copy(self)
+        out.Pinf = self.Pinf * variance[:, None, None]
+        return out
+
+
+class MaternStateSpace(StateSpace):
+    """Matern SDE whose feedback F has the single eigenvalue -lam (multiplicity D): with the
+    nilpotent N = F + lam I, expm(F dt) = exp(-lam dt) sum_{k<D} (N dt)^k / k! in closed form
+    (no matrix exponential per date)."""
+
+    def __init__(self, F: Tensor, Pinf: Tensor, H: Tensor, lam: Tensor) -> None:
+        super().__init__(F, Pinf, H)
+        self.lam = lam
+
+    def transition(self, dt: Tensor) -> Tensor:
+        eye = torch.eye(self.dim, dtype=self.F.dtype, device=self.F.device)
+        N = (self.F + self.lam[:, None, None] * eye)[:, None]
+        Ndt = N * dt[..., None, None]
+        term = eye.expand_as(Ndt)
+        total = term
+        for k in range(1, self.dim):
+            term = term @ Ndt / k
+            total = total + term
+        return torch.exp(-self.lam[:, None] * dt)[..., None, None] * total
 
 
 class ProductStateSpace(StateSpace):
@@ -105,7 +129,7 @@ def matern_state_space(nu: float, lengthscale: Tensor) -> StateSpace:
                          fix="use nu in 0.5, 1.5, 2.5")
     H = torch.zeros(lam.shape[0], F.shape[-1], dtype=lam.dtype, device=lam.device)
     H[:, 0] = 1.0
-    return StateSpace(F, Pinf, H)
+    return MaternStateSpace(F, Pinf, H, lam)
 
 
 def scaled_bessel_i(order: Tensor, z: Tensor, terms: int = 100) -> Tensor:
@@ -131,6 +155,29 @@ def periodic_coefficients(lengthscale: Tensor, num_harmonics: int) -> Tensor:
     return torch.cat([q2[:, :1], 2.0 * q2[:, 1:]], dim=-1)
 
 
+class PeriodicStateSpace(StateSpace):
+    """Harmonic 0 (1 state) + J resonators dx = [[0, -j w0], [j w0, 0]] x: expm(F dt) is
+    block-diagonal with 1 and the rotations by j w0 dt (closed form)."""
+
+    def __init__(self, F: Tensor, Pinf: Tensor, H: Tensor, w0: Tensor) -> None:
+        super().__init__(F, Pinf, H)
+        self.w0 = w0
+
+    def transition(self, dt: Tensor) -> Tensor:
+        J = (self.dim - 1) // 2
+        j = torch.arange(1, J + 1, dtype=dt.dtype, device=dt.device)
+        angle = (self.w0[:, None] * dt)[..., None] * j  # (..., L, N, J)
+        cos, sin = torch.cos(angle), torch.sin(angle)
+        A = dt.new_zeros((*angle.shape[:-1], self.dim, self.dim))
+        A[..., 0, 0] = 1.0
+        i = torch.arange(1, 2 * J, 2, device=dt.device)
+        A[..., i, i] = cos
+        A[..., i + 1, i + 1] = cos
+        A[..., i, i + 1] = -sin
+        A[..., i + 1, i] = sin
+        return A
+
+
 def periodic_state_space(period: Tensor, lengthscale: Tensor,
                          num_harmonics: int = NUM_HARMONICS) -> StateSpace:
     """Truncated periodic kernel: harmonic 0 (1 state) + J resonators (2 states each)."""
@@ -147,7 +194,7 @@ def periodic_state_space(period: Tensor, lengthscale: Tensor,
         F[:, i + 1, i] = j * w0
         diag[:, i], diag[:, i + 1] = q2[:, j], q2[:, j]
         H[:, i] = 1.0
-    return StateSpace(F, torch.diag_embed(diag), H)
+    return PeriodicStateSpace(F, torch.diag_embed(diag), H, w0)
 
 
 def _flat(x: Tensor) -> Tensor:

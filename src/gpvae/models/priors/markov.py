@@ -24,6 +24,9 @@ from gpvae.models.priors.scan import associative_scan
 from gpvae.models.statespace import NUM_HARMONICS, StateSpace, state_space
 
 SCANS = ("sequential", "parallel", "auto")
+#: With scan "auto", CPU series of at least this many dates use the parallel scan (measured:
+#: benchmarks/bench_priors.py, break-even near 64 dates on a 2-core CPU).
+AUTO_PARALLEL_STEPS = 64
 
 
 def _sym(P: Tensor) -> Tensor:
@@ -40,17 +43,20 @@ def kalman_filter(A: Tensor, Q: Tensor, H: Tensor, y: Tensor, r: Tensor, obs: Te
 
     H (L, D); y, r (B, L, N) site means/variances; obs (B, 1, N) bool (False: predict only).
     """
-    n_steps = A.shape[2]
     m = A.new_zeros(A.shape[:2] + A.shape[-1:])
     P = A.new_zeros(A.shape[:2] + A.shape[-2:])
     ms, Ps = [], []
-    for n in range(n_steps):
-        m = _mv(A[:, :, n], m)
-        P = _sym(A[:, :, n] @ P @ A[:, :, n].mT + Q[:, :, n])
+    # unbind once: indexing A[:, :, n] in the loop would make every step's backward
+    # materialise a zero tensor the size of A (O(N^2) backward).
+    steps = zip(A.unbind(2), Q.unbind(2), y.unbind(-1), r.unbind(-1), obs.unbind(-1),
+                strict=True)
+    for A_n, Q_n, y_n, r_n, obs_n in steps:
+        m = _mv(A_n, m)
+        P = _sym(A_n @ P @ A_n.mT + Q_n)
         Ph = _mv(P, H)
-        S = (H * Ph).sum(-1) + r[..., n]
-        w = torch.where(obs[..., n], 1.0 / S, 0.0)
-        v = y[..., n] - (H * m).sum(-1)
+        S = (H * Ph).sum(-1) + r_n
+        w = torch.where(obs_n, 1.0 / S, 0.0)
+        v = y_n - (H * m).sum(-1)
         m = m + Ph * (w * v).unsqueeze(-1)
         P = _sym(P - w[..., None, None] * Ph.unsqueeze(-1) * Ph.unsqueeze(-2))
         ms.append(m)
@@ -123,11 +129,12 @@ def smoothing_elements(A: Tensor, Q: Tensor, m: Tensor, P: Tensor
 
 def rts_smoother(E: Tensor, g: Tensor, Lk: Tensor) -> tuple[Tensor, Tensor]:
     """Sequential RTS: m^s_k = g_k + E_k m^s_{k+1}, P^s_k = L_k + E_k P^s_{k+1} E_k^T."""
-    m, P = g[:, :, -1], Lk[:, :, -1]
+    Es, gs, Ls = E.unbind(2), g.unbind(2), Lk.unbind(2)
+    m, P = gs[-1], Ls[-1]
     ms, Ps = [m], [P]
     for k in range(g.shape[2] - 2, -1, -1):
-        m = g[:, :, k] + _mv(E[:, :, k], m)
-        P = _sym(Lk[:, :, k] + E[:, :, k] @ P @ E[:, :, k].mT)
+        m = gs[k] + _mv(Es[k], m)
+        P = _sym(Ls[k] + Es[k] @ P @ Es[k].mT)
         ms.append(m)
         Ps.append(P)
     return torch.stack(ms[::-1], 2), torch.stack(Ps[::-1], 2)
@@ -151,7 +158,7 @@ class MarkovGPPrior(GPPrior):
     """GP prior in state-space form (Matern 1/2, 3/2, 5/2; quasi-periodic with J harmonics).
 
     ``scan``: ``sequential`` (Python loop over dates), ``parallel`` (associative scan,
-    O(log N) depth), ``auto`` = parallel on CUDA. ``num_harmonics`` = J of the periodic
+    O(log N) depth), ``auto`` = parallel on CUDA and for series of >= 64 dates on CPU. ``num_harmonics`` = J of the periodic
     expansion (quasi_periodic only; state dim 2 (2J + 1)).
     """
 
@@ -167,8 +174,10 @@ class MarkovGPPrior(GPPrior):
     def state_space(self) -> StateSpace:
         return state_space(self.kernel, self.num_harmonics)
 
-    def _parallel(self, device: torch.device) -> bool:
-        return self.scan == "parallel" or (self.scan == "auto" and device.type == "cuda")
+    def _parallel(self, device: torch.device, n_steps: int) -> bool:
+        if self.scan == "auto":  # the scan's fewer, larger ops win on GPU and for long series
+            return device.type == "cuda" or n_steps >= AUTO_PARALLEL_STEPS
+        return self.scan == "parallel"
 
     def _smooth(self, t: Tensor, mask: Tensor, y: Tensor, r: Tensor, smooth: bool = True
                 ) -> tuple[Tensor | None, Tensor | None, Tensor]:
@@ -185,7 +194,7 @@ class MarkovGPPrior(GPPrior):
         A = ss.transition(dt)
         A = torch.cat([torch.zeros_like(A[:, :, :1]), A[:, :, 1:]], 2)
         Q = ss.process_noise(A)
-        parallel = self._parallel(t.device)
+        parallel = self._parallel(t.device, t.shape[1])
         run_filter = parallel_kalman_filter if parallel else kalman_filter
         m, P = run_filter(A, Q, ss.H, y, r, obs)
         log_z = log_evidence(*predictions(A, Q, m, P), ss.H, y, r, obs).sum(-1)
