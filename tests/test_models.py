@@ -158,9 +158,13 @@ def test_model_elbo_latent_reconstruct_shapes(name, likelihood, hetero):
     mean, var = model.latent(b, tq)
     assert mean.shape == var.shape == (5, 9, 3) and (var > 0).all()
     for s, c in (("S2", len(S2)), ("S1_DES", 2)):
+        torch.manual_seed(5)
         mu, std = model.reconstruct(b, s, tq, num_samples=4)
         assert mu.shape == std.shape == (5, 9, c)
         assert torch.isfinite(mu).all() and (std > 0).all()
+        torch.manual_seed(5)  # decoding precomputed latent moments = reconstruct
+        mu2, std2 = model.predict_observations(s, mean, var, tq, num_samples=4)
+        torch.testing.assert_close((mu2, std2), (mu, std))
     hp = model.hyperparameters()
     assert hp["noise_std_S2_B02"] > 0 and all(isinstance(v, float) for v in hp.values())
     if name.startswith(("gpvae", "banded")):

@@ -8,16 +8,20 @@ import affine
 import numpy as np
 import pytest
 import rasterio
+import torch
 import xarray as xr
 from fixtures_pixels import CLASS_NAMES, write_pixels
 
+import gpvae.evaluate.tile as tile_module
 from gpvae.errors import InputError
 from gpvae.evaluate.downstream import EmbeddingTable, make_classifier, save_classifier
-from gpvae.evaluate.tile import mid_index, predict_tile
+from gpvae.evaluate.tile import auto_sizes, mid_index, predict_pixels, predict_tile, read_ahead
 from gpvae.evaluate.tile_geotiff import ScatterMoments, quicklook_paths
+from gpvae.evaluate.tile_inputs import TileInputs
 from gpvae.io.bands import S1_BANDS, S2_BANDS
 from gpvae.io.cube import open_cube, write_cube
 from gpvae.io.maskfile import mask_writer
+from gpvae.train.checkpoint import load_model
 from gpvae.train.loop import train_model
 
 H, W = 37, 29  # not divisible by the chunk size 16
@@ -206,3 +210,64 @@ def test_explicit_year_with_a_sensor_without_dates(setup, tmp_path):
         seen = mask["valid"].values[in_2020].any(axis=0)
         np.testing.assert_array_equal(ds["valid"].values == 1, seen)
         assert np.isfinite(ds["embedding"].values[:, :, seen]).all()
+
+
+def _window_series(setup, size: int = 12):
+    model, meta = load_model(setup["ckpt"], "cpu")
+    with TileInputs(setup["cubes"], setup["masks"], meta["sensor_bands"]) as tiles:
+        series = tiles.window(slice(6, 6 + size), slice(6, 6 + size))
+        days = {s: src.days for s, src in tiles.sources.items()}
+        origin = tiles.origin
+    from gpvae.evaluate.downstream import load_classifier
+    return model, meta, series, days, origin, load_classifier(setup["clf"])["pipeline"]
+
+
+def test_out_of_memory_halves_the_batch_and_gives_the_same_outputs(setup, monkeypatch):
+    model, meta, series, days, origin, pipe = _window_series(setup)
+    ref, used = predict_pixels(model, meta, series, days, origin, REF_DAYS, pipe, 1000)
+    assert used == 1000
+    real = tile_module._predict_batch
+    calls = []
+
+    def small_gpu(model, meta, sensors, origins, *args):
+        calls.append(origins.size)
+        if origins.size > 40:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(model, meta, sensors, origins, *args)
+
+    monkeypatch.setattr(tile_module, "_predict_batch", small_gpu)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    out, used = predict_pixels(model, meta, series, days, origin, REF_DAYS, pipe, 1000)
+    assert used == 31 and calls[:6] == [144, 144, 144, 125, 62, 31]  # 1000 -> 500 -> ... -> 31
+    for k, v in ref.items():
+        np.testing.assert_allclose(out[k], v, rtol=1e-5, atol=1e-6, err_msg=k)
+
+
+def test_read_ahead_keeps_order_and_reads_each_item_once():
+    import threading
+
+    seen = []
+
+    def read(i):
+        seen.append(i)
+        return i * i
+
+    lock = threading.Lock()
+    assert list(read_ahead(read, list(range(7)), lock)) == [(i, i * i) for i in range(7)]
+    assert sorted(seen) == list(range(7))
+    assert list(read_ahead(read, [], lock)) == []
+
+
+def test_auto_sizes_depend_on_the_device():
+    assert auto_sizes("auto", "auto", torch.device("cpu")) == (64, 4096)
+    assert auto_sizes("auto", "auto", torch.device("cuda")) == (256, 65536)
+    assert auto_sizes(32, 100, torch.device("cuda")) == (32, 100)
+
+
+@pytest.mark.parametrize("bad", [{"chunk_px": 0}, {"batch_size": "big"}, {"chunk_px": 2.5}])
+def test_bad_sizes_are_input_errors(setup, tmp_path, bad):
+    kw = {"chunk_px": 16, "batch_size": 100, **bad}
+    with pytest.raises(InputError, match="chunk_px and batch_size"):
+        predict_tile(setup["cubes"], setup["masks"], setup["ckpt"], setup["clf"],
+                     tmp_path / "x.nc", ref_days=REF_DAYS, device="cpu", **kw)
+    assert not (tmp_path / "x.nc").exists()

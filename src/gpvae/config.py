@@ -49,6 +49,9 @@ def _describe(err: jsonschema.ValidationError, source: str) -> str:
                 f"{type(err.instance).__name__} ({err.instance!r}). Fix: change its value.")
     if err.validator == "required":
         return f"{source}: {err.message} (in '{key}'). Fix: add the key."
+    if err.validator in ("oneOf", "anyOf") and "description" in err.schema:
+        return (f"{source}: key '{key}' is {err.instance!r}; expected "
+                f"{err.schema['description']}. Fix: change its value.")
     return f"{source}: key '{key}': {err.message}. Fix: change its value."
 
 

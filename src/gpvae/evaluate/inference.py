@@ -82,21 +82,32 @@ def has_observation(batch: Batch) -> np.ndarray:
     return out.cpu().numpy()
 
 
+def latent_moments(model: torch.nn.Module, batch: Batch, ref_days: np.ndarray
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Posterior mean and variance (B, R, L) of the latent at ``ref_days`` (days since Jan 1 of
+    each sample's year, the batch frame), as tensors on the model's device."""
+    device = model_device(model)
+    t = torch.as_tensor(np.asarray(ref_days, dtype=np.float32), device=device)
+    t = t.unsqueeze(0).expand(batch.batch_size, -1)
+    with torch.no_grad():
+        return model.latent(batch.to(device), t)
+
+
+def latent_arrays(batch: Batch, moments: tuple[torch.Tensor, torch.Tensor]
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Latent moments as float32 arrays, NaN for samples with no observation at all."""
+    mean = moments[0].float().cpu().numpy().copy()
+    var = moments[1].float().cpu().numpy().copy()
+    empty = ~has_observation(batch)
+    mean[empty], var[empty] = np.nan, np.nan
+    return mean, var
+
+
 def latent_at(model: torch.nn.Module, batch: Batch, ref_days: np.ndarray
               ) -> tuple[np.ndarray, np.ndarray]:
     """Posterior mean and variance (B, R, L) of the latent at ``ref_days`` (days since Jan 1 of
     each sample's year, the batch frame); NaN for samples with no observation at all."""
-    device = model_device(model)
-    batch = batch.to(device)
-    t = torch.as_tensor(np.asarray(ref_days, dtype=np.float32), device=device)
-    t = t.unsqueeze(0).expand(batch.batch_size, -1)
-    with torch.no_grad():
-        mean, var = model.latent(batch, t)
-    mean = mean.float().cpu().numpy().copy()
-    var = var.float().cpu().numpy().copy()
-    empty = ~has_observation(batch)
-    mean[empty], var[empty] = np.nan, np.nan
-    return mean, var
+    return latent_arrays(batch, latent_moments(model, batch, ref_days))
 
 
 def lognormal_moments(mean_db: np.ndarray, std_db: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -108,10 +119,12 @@ def lognormal_moments(mean_db: np.ndarray, std_db: np.ndarray) -> tuple[np.ndarr
 
 
 def observations_at(model: torch.nn.Module, batch: Batch, sensor: str, t_days: torch.Tensor,
-                    normalisation: Normalisation, *, num_samples: int = 32, seed: int = 0
+                    normalisation: Normalisation, *, num_samples: int = 32, seed: int = 0,
+                    latent: tuple[torch.Tensor, torch.Tensor] | None = None
                     ) -> tuple[np.ndarray, np.ndarray]:
     """Predictive mean and std (B, Q, C) of ``sensor`` at ``t_days`` (B, Q, batch frame) in
-    physical units, observation noise included.
+    physical units, observation noise included. ``latent``: the latent moments (B, Q, L) at
+    ``t_days`` when already computed (:func:`latent_moments`), so they are not recomputed.
 
     S2: the normalised moments scaled back (reflectance). S1 (modelled in dB): the Gaussian
     predictive in dB mapped to the lognormal mean and std of linear backscatter
@@ -126,7 +139,12 @@ def observations_at(model: torch.nn.Module, batch: Batch, sensor: str, t_days: t
     means, stds = [], []
     with torch.no_grad(), fixed_rng(seed, device):
         for q0 in range(0, q, chunk):
-            m, s = model.reconstruct(batch, sensor, t_days[:, q0:q0 + chunk], num_samples)
+            tq = t_days[:, q0:q0 + chunk]
+            if latent is None:
+                m, s = model.reconstruct(batch, sensor, tq, num_samples)
+            else:
+                m, s = model.predict_observations(sensor, latent[0][:, q0:q0 + chunk],
+                                                  latent[1][:, q0:q0 + chunk], tq, num_samples)
             means.append(m.double().cpu().numpy())
             stds.append(s.double().cpu().numpy())
     mean, std = normalisation.denormalise(sensor, np.concatenate(means, 1),

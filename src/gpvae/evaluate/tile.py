@@ -15,8 +15,12 @@ import json
 import logging
 import resource
 import sys
+import threading
 import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -26,7 +30,13 @@ from tqdm.auto import tqdm
 import gpvae
 from gpvae.errors import InputError
 from gpvae.evaluate.downstream import load_classifier
-from gpvae.evaluate.inference import latent_at, latent_method, model_device, observations_at
+from gpvae.evaluate.inference import (
+    latent_arrays,
+    latent_method,
+    latent_moments,
+    model_device,
+    observations_at,
+)
 from gpvae.evaluate.tile_geotiff import RGB_BANDS, ScatterMoments, write_quicklooks
 from gpvae.evaluate.tile_inputs import TileInputs
 from gpvae.io.atomic import atomic_path
@@ -37,6 +47,8 @@ from gpvae.train.checkpoint import load_model
 from gpvae.train.data import compact_series
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def check_layout(bundle: dict, ref_days: np.ndarray, latent_dim: int, *,
@@ -106,37 +118,68 @@ def product_specs(latent_dim: int, num_refs: int, num_bands: int | None, chunk: 
     return specs
 
 
+def _predict_batch(model: torch.nn.Module, meta: dict, sensors: dict, origins: np.ndarray,
+                   index: torch.Tensor, ref_days: np.ndarray, pipeline: object,
+                   with_s2: bool) -> dict[str, np.ndarray]:
+    """Model outputs of one batch of compacted series (see :func:`predict_pixels`)."""
+    batch = Batch(sensors, torch.from_numpy(origins), index)
+    moments = latent_moments(model, batch, ref_days)  # computed once, decoded below
+    mean, var = latent_arrays(batch, moments)
+    valid = ~np.isnan(mean).any(axis=(1, 2))
+    out = {"embedding": mean, "embedding_var": var, "valid": valid.astype(np.uint8)}
+    if with_s2:
+        n = origins.size
+        t = torch.as_tensor(np.broadcast_to(ref_days, (n, ref_days.size)).copy())
+        g_mean, g_std = observations_at(model, batch, "S2", t, meta["normalisation"],
+                                        latent=moments)
+        g_mean[~valid], g_std[~valid] = np.nan, np.nan
+        out["gapfilled"], out["gapfilled_std"] = g_mean, g_std
+    classes = np.full(origins.size, -1, dtype=np.int16)
+    if valid.any():
+        classes[valid] = pipeline.predict(mean[valid].reshape(int(valid.sum()), -1))
+    out["class_map"] = classes
+    return out
+
+
 def predict_pixels(model: torch.nn.Module, meta: dict, series: dict[str, np.ndarray],
                    days: dict[str, np.ndarray], origin: float, ref_days: np.ndarray,
-                   pipeline: object, batch_size: int) -> dict[str, np.ndarray]:
+                   pipeline: object, batch_size: int) -> tuple[dict[str, np.ndarray], int]:
     """Model outputs of P pixels (physical series per sensor (P, T, C), NaN = missing):
     embedding mean/var (P, R, L), S2 mean/std (P, R, C) when the model has S2, class (P,),
-    valid (P,)."""
+    valid (P,); and the batch size used (halved on every CUDA out-of-memory error)."""
     norm = meta["normalisation"]
     p = next(iter(series.values())).shape[0]
     parts: dict[str, list[np.ndarray]] = {}
-    for b0 in range(0, p, batch_size):
+    b0 = 0
+    while b0 < p:
         sl = slice(b0, min(b0 + batch_size, p))
-        n = sl.stop - sl.start
-        origins = np.full(n, origin)
+        origins = np.full(sl.stop - sl.start, origin)
         sensors = {s: compact_series(days[s], norm.normalise(s, v[sl]), origins)
                    for s, v in series.items()}
-        batch = Batch(sensors, torch.from_numpy(origins), torch.arange(sl.start, sl.stop))
-        mean, var = latent_at(model, batch, ref_days)
-        valid = ~np.isnan(mean).any(axis=(1, 2))
-        out = {"embedding": mean, "embedding_var": var, "valid": valid.astype(np.uint8)}
-        if "S2" in series:
-            t = torch.as_tensor(np.broadcast_to(ref_days, (n, ref_days.size)).copy())
-            g_mean, g_std = observations_at(model, batch, "S2", t, norm)
-            g_mean[~valid], g_std[~valid] = np.nan, np.nan
-            out["gapfilled"], out["gapfilled_std"] = g_mean, g_std
-        classes = np.full(n, -1, dtype=np.int16)
-        if valid.any():
-            classes[valid] = pipeline.predict(mean[valid].reshape(int(valid.sum()), -1))
-        out["class_map"] = classes
+        try:
+            out = _predict_batch(model, meta, sensors, origins, torch.arange(sl.start, sl.stop),
+                                 ref_days, pipeline, "S2" in series)
+        except torch.OutOfMemoryError:
+            if batch_size == 1:
+                raise
+            batch_size = max(1, batch_size // 2)
+            torch.cuda.empty_cache()
+            log.warning("out of GPU memory: batch size lowered to %d", batch_size)
+            continue
         for k, v in out.items():
             parts.setdefault(k, []).append(v)
-    return {k: np.concatenate(v, axis=0) for k, v in parts.items()}
+        b0 = sl.stop
+    return {k: np.concatenate(v, axis=0) for k, v in parts.items()}, batch_size
+
+
+def auto_sizes(chunk_px: int | str, batch_size: int | str, device: torch.device
+               ) -> tuple[int, int]:
+    """Window side and batch size; "auto": 256 px windows and 65536-pixel batches on CUDA
+    (lowered on out-of-memory), 64 px and 4096 on CPU."""
+    cuda = device.type == "cuda"
+    chunk = (256 if cuda else 64) if chunk_px == "auto" else int(chunk_px)
+    batch = (65536 if cuda else 4096) if batch_size == "auto" else int(batch_size)
+    return chunk, batch
 
 
 def peak_memory_mib(device: torch.device) -> dict[str, float]:
@@ -147,20 +190,45 @@ def peak_memory_mib(device: torch.device) -> dict[str, float]:
     return out
 
 
+def read_ahead(read: Callable[[T], R], items: list[T], lock: threading.Lock
+               ) -> Iterator[tuple[T, R]]:
+    """Yield (item, read(item)) in order while the next item is read in a background thread
+    (reads overlap the caller's compute); ``read`` runs holding ``lock``, which the caller
+    also holds for its own file I/O (HDF5 is not thread-safe)."""
+    def locked(item: T) -> R:
+        with lock:
+            return read(item)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tile-read") as pool:
+        pending = pool.submit(locked, items[0]) if items else None
+        for i, item in enumerate(items):
+            result = pending.result()
+            pending = pool.submit(locked, items[i + 1]) if i + 1 < len(items) else None
+            yield item, result
+
+
 def predict_tile(cubes: dict[str, Path], masks: dict[str, Path], checkpoint: Path,
                  classifier: Path, out_nc: Path, *, ref_days: np.ndarray,
-                 year: int | None = None, chunk_px: int = 64, device: str = "auto",
-                 batch_size: int = 4096) -> Path:
+                 year: int | None = None, chunk_px: int | str = "auto", device: str = "auto",
+                 batch_size: int | str = "auto") -> Path:
     """Write the tile product of contracts section 7 (netCDF + GeoTIFF quicklooks + cost
-    JSON ``<stem>_cost.json``) for one model and tile; returns ``out_nc``."""
+    JSON ``<stem>_cost.json``) for one model and tile; returns ``out_nc``.
+
+    ``chunk_px`` / ``batch_size``: window side and model batch, or "auto" (:func:`auto_sizes`).
+    """
     out_nc = Path(out_nc)
     ref_days = np.asarray(ref_days, dtype=np.float64)
-    if chunk_px < 1 or batch_size < 1 or ref_days.ndim != 1 or ref_days.size == 0:
-        raise InputError("chunk_px and batch_size must be >= 1 and ref_days a non-empty 1-D "
-                         "array", field="chunk_px/batch_size/ref_days",
-                         fix="e.g. chunk_px 64, ref_days np.arange(0, 365, 10)")
+    bad = [v for v in (chunk_px, batch_size) if v != "auto" and (not isinstance(v, int)
+                                                                 or isinstance(v, bool)
+                                                                 or v < 1)]
+    if bad or ref_days.ndim != 1 or ref_days.size == 0:
+        raise InputError("chunk_px and batch_size must be integers >= 1 or 'auto', and "
+                         "ref_days a non-empty 1-D array", field="chunk_px/batch_size/ref_days",
+                         fix="e.g. chunk_px auto, batch_size auto, ref_days "
+                             "np.arange(0, 365, 10)")
     model, meta = load_model(checkpoint, device)
     dev = model_device(model)
+    chunk_px, batch_size = auto_sizes(chunk_px, batch_size, dev)
     bundle = load_classifier(classifier)
     check_layout(bundle, ref_days, model.latent_dim, file=classifier)
     sensor_bands = meta["sensor_bands"]
@@ -184,20 +252,30 @@ def predict_tile(cubes: dict[str, Path], masks: dict[str, Path], checkpoint: Pat
         mid = mid_index(ref_days)
         scatter = ScatterMoments.zeros(model.latent_dim)
         days = {s: src.days for s, src in tiles.sources.items()}
-        log.info("tile %s year %d: %d x %d px in %d windows of %d px on %s", tiles.tile,
-                 tiles.year, h, w, len(windows), chunk_px, dev)
+        log.info("tile %s year %d: %d x %d px in %d windows of %d px, batch %d, on %s",
+                 tiles.tile, tiles.year, h, w, len(windows), chunk_px, batch_size, dev)
         start = time.perf_counter()
+        done, io_lock = 0, threading.Lock()
         with stream_netcdf(out_nc, skeleton, specs) as variables:
-            for rows, cols in tqdm(windows, desc=f"tile {tiles.tile}", unit="chunk",
-                                   disable=not sys.stderr.isatty()):
-                out = predict_pixels(model, meta, tiles.window(rows, cols), days,
-                                     tiles.origin, ref_days, bundle["pipeline"], batch_size)
+            progress = tqdm(read_ahead(lambda win: tiles.window(*win), windows, io_lock),
+                            total=len(windows), desc=f"tile {tiles.tile}", unit="window",
+                            disable=not sys.stderr.isatty())
+            for k, ((rows, cols), series) in enumerate(progress):
+                out, batch_size = predict_pixels(model, meta, series, days, tiles.origin,
+                                                 ref_days, bundle["pipeline"], batch_size)
                 hh, ww = rows.stop - rows.start, cols.stop - cols.start
-                for name, values in out.items():
-                    grid = values.reshape(hh, ww, *values.shape[1:])
-                    grid = np.moveaxis(grid, (0, 1), (-2, -1)) if grid.ndim > 2 else grid
-                    variables[name][..., rows, cols] = grid
+                with io_lock:
+                    for name, values in out.items():
+                        grid = values.reshape(hh, ww, *values.shape[1:])
+                        grid = np.moveaxis(grid, (0, 1), (-2, -1)) if grid.ndim > 2 else grid
+                        variables[name][..., rows, cols] = grid
                 scatter.update(out["embedding"][:, mid])
+                done += hh * ww
+                rate = done / max(time.perf_counter() - start, 1e-9)
+                progress.set_postfix_str(f"{rate:.0f} px/s")
+                if (k + 1) % max(1, len(windows) // 10) == 0 or k + 1 == len(windows):
+                    log.info("tile %s: %d/%d windows, %d px, %.0f px/s", tiles.tile, k + 1,
+                             len(windows), done, rate)
             seconds = time.perf_counter() - start
             written = write_quicklooks(variables, out_nc, crs=tiles.crs,
                                        transform=tiles.transform, mid=mid,

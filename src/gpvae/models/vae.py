@@ -129,15 +129,26 @@ class SITSVAE(nn.Module):
                     ) -> tuple[Tensor, Tensor]:
         """Predictive mean and std (B, Q, C) of ``sensor``'s normalised values at t_query."""
         self.check_batch(batch)
-        if sensor not in self.decoders:
-            raise InputError(f"model has no decoder for sensor {sensor!r}", field="sensor",
-                             fix=f"use one of {', '.join(self.sensors)}")
+        self.check_sensor(sensor)
         mean, var = self.latent(batch, t_query)
+        return self.predict_observations(sensor, mean, var, t_query, num_samples)
+
+    def predict_observations(self, sensor: str, mean: Tensor, var: Tensor, t_query: Tensor,
+                             num_samples: int = 32) -> tuple[Tensor, Tensor]:
+        """Predictive mean and std (B, Q, C) of ``sensor`` from latent moments (B, Q, L) at
+        t_query (B, Q), e.g. those of :meth:`latent` (computed once, decoded per sensor)."""
+        self.check_sensor(sensor)
         dm, dv = self.decoder_input(sensor, mean, var, t_query)
         return predictive_moments(self.decoders[sensor], self.likelihoods[sensor], dm, dv,
                                   num_samples)
 
     # --- shared pieces ---------------------------------------------------------------------
+    def check_sensor(self, sensor: str) -> None:
+        """InputError when the model has no decoder for ``sensor``."""
+        if sensor not in self.decoders:
+            raise InputError(f"model has no decoder for sensor {sensor!r}", field="sensor",
+                             fix=f"use one of {', '.join(self.sensors)}")
+
     def check_batch(self, batch: Batch) -> None:
         """InputError when a sensor of the model is missing or has the wrong band count."""
         for s in self.sensors:
