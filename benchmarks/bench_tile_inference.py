@@ -8,8 +8,7 @@ its classes are not). The time for one full Sentinel-2 tile (10980 x 10980 px, o
 S2 + S1) is extrapolated linearly in pixels, at the demo's number of dates per year.
 
     PYTHONPATH=src python benchmarks/bench_tile_inference.py                 # CPU, all models
-    PYTHONPATH=src python benchmarks/bench_tile_inference.py --device cuda --chunk-px 128 \\
-        --batch-size 16384
+    PYTHONPATH=src python benchmarks/bench_tile_inference.py --device cuda
     PYTHONPATH=src python benchmarks/bench_tile_inference.py \\
         --checkpoints results/models/gpvae_sparse/best.pt --crop 64 --tile T31TCJ
 """
@@ -84,6 +83,10 @@ def _run_one(checkpoint: str, cubes: dict, masks: dict, args: dict, queue: mp.Qu
         queue.put({"model": Path(checkpoint).parent.name, "error": repr(err)})
 
 
+def _int_or_auto(text: str) -> int | str:
+    return "auto" if text == "auto" else int(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoints", nargs="*", type=Path,
@@ -91,8 +94,10 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=Path("results"))
     parser.add_argument("--tile", default=None, help="tile id (default: the first cube folder)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
-    parser.add_argument("--chunk-px", type=int, default=64)
-    parser.add_argument("--batch-size", type=int, default=4096)
+    parser.add_argument("--chunk-px", type=_int_or_auto, default="auto",
+                        help="window side, or auto (256 on GPU, 64 on CPU)")
+    parser.add_argument("--batch-size", type=_int_or_auto, default="auto",
+                        help="pixels per model call, or auto (65536 on GPU, 4096 on CPU)")
     parser.add_argument("--ref-step", type=float, default=10.0, help="days between ref dates")
     parser.add_argument("--year", type=int, default=None)
     parser.add_argument("--crop", type=int, default=0, help="use a top-left crop of N x N px")
@@ -125,7 +130,8 @@ def main() -> None:
             print(json.dumps(result), flush=True)
 
     print(f"\nTile {tile_dir.name}{f' (crop {args.crop} px)' if args.crop else ''}, "
-          f"chunk {args.chunk_px} px, batch {args.batch_size}, ref dates every "
+          f"chunk {rows[0].get('chunk_px', args.chunk_px)} px, batch "
+          f"{rows[0].get('batch_size', args.batch_size)}, ref dates every "
           f"{args.ref_step:g} d; {platform.processor() or platform.machine()}\n")
     print("| model | device | pixels | pixels/s | peak RSS MiB | peak GPU MiB "
           "| 10980² tile (h) |")

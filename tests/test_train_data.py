@@ -235,3 +235,27 @@ def test_default_bands_are_those_present_in_the_dataset():
     # explicit bands win over what the file has
     assert sensor_bands_from_config({"sensors": ["S2"], "bands": {"S2": ["B08"]}},
                                     present=present) == {"S2": ["B08"]}
+
+
+@pytest.mark.parametrize("limit", [0.0, 1e-6, 64.0])
+def test_in_memory_reads_equal_file_reads(pixels, dataset, limit):
+    """Batches served from the in-memory copy equal those read from the file (any order)."""
+    bands = {"S2": ["B04", "B08"], "S1_DES": S1_BANDS}
+    idx = np.array([17, 3, 3, 20, 0])
+    expected = {s: dataset.read(s, idx)[..., dataset.sensor_bands[s].index(b)]
+                for s, bs in bands.items() for b in bs[:1]}
+    with PixelDataset(pixels, bands, in_memory_mb=limit) as mem:
+        for sensor, first in expected.items():
+            np.testing.assert_array_equal(mem.read(sensor, idx)[..., 0], first)
+        assert bool(mem._cache) == (limit >= 1.0)  # the tiny limit keeps reading the file
+
+
+def test_in_memory_copy_is_still_checked(pixels, tmp_path):
+    def poison(ds):
+        ds["values_S2"].values[2, :, 0] = 7.0  # reflectance 7: absurd
+
+    path = _rewrite(pixels, tmp_path / "bad.nc", poison)
+    with PixelDataset(path, {"S2": S2_BANDS}, in_memory_mb=64) as ds:
+        ds.read("S2", np.array([0, 1]))
+        with pytest.raises(InputError, match="values_S2"):
+            ds.read("S2", np.array([2]))

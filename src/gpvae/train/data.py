@@ -116,11 +116,16 @@ class PixelDataset(Dataset):
 
     ``dataset[[i, j, ...]]`` reads those samples from disk, normalises them with
     ``normalisation`` (required for items) and compacts each sensor's dates.
+    ``in_memory_mb``: a sensor variable of at most this size is read whole on first use and
+    served from memory (random batches from a compressed file cost a chunk read each).
     """
 
     def __init__(self, path: str | os.PathLike, sensor_bands: dict[str, list[str]],
-                 normalisation: Normalisation | None = None) -> None:
+                 normalisation: Normalisation | None = None, *,
+                 in_memory_mb: float = 0.0) -> None:
         self.path = Path(path)
+        self.in_memory_mb = in_memory_mb
+        self._cache: dict[str, np.ndarray] = {}
         self.sensor_bands = {s: list(b) for s, b in sensor_bands.items()}
         self.normalisation = normalisation
         self._ds: xr.Dataset | None = None
@@ -183,7 +188,7 @@ class PixelDataset(Dataset):
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        state["_ds"], state["_pid"] = None, None
+        state["_ds"], state["_pid"], state["_cache"] = None, None, {}  # workers reload
         return state
 
     def close(self) -> None:
@@ -208,14 +213,28 @@ class PixelDataset(Dataset):
     def read(self, sensor: str, idx: np.ndarray) -> np.ndarray:
         """Physical values (B, T, C) of ``sensor``'s selected bands for samples ``idx``."""
         idx = np.asarray(idx, dtype=np.int64)
-        order = np.argsort(idx, kind="stable")
         var = f"values_{sensor}"
-        raw = self._dataset()[var].isel(sample=idx[order]).values
-        values = np.empty_like(raw)
-        values[order] = raw
-        values = values[..., self.band_index[sensor]]
+        whole = self._in_memory(sensor)
+        if whole is not None:
+            values = whole[idx]
+        else:
+            order = np.argsort(idx, kind="stable")
+            raw = self._dataset()[var].isel(sample=idx[order]).values
+            values = np.empty_like(raw)
+            values[order] = raw
+            values = values[..., self.band_index[sensor]]
         check_values(values, sensor, file=self.path, variable=var)
         return values
+
+    def _in_memory(self, sensor: str) -> np.ndarray | None:
+        """The sensor's selected bands for all samples, when within ``in_memory_mb``."""
+        if sensor not in self._cache:
+            data = self._dataset()[f"values_{sensor}"]
+            mb = data.size * data.dtype.itemsize / 2**20
+            if mb > self.in_memory_mb:
+                return None
+            self._cache[sensor] = np.ascontiguousarray(data.values[..., self.band_index[sensor]])
+        return self._cache[sensor]
 
     def __getitem__(self, idx: Sequence[int] | np.ndarray) -> Batch:
         if self.normalisation is None:

@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 
 TRAIN_DEFAULTS = {"epochs": 30, "batch_size": 128, "lr": 3e-3, "patience": 5, "seed": 0,
                   "num_samples": 1, "mixed_precision": False, "num_workers": 0,
-                  "shuffle_window": 0}
+                  "shuffle_window": 0, "in_memory_mb": 2048}
 #: Offset of the seed used for validation passes (common random numbers across epochs).
 VAL_SEED_OFFSET = 1_000_003
 
@@ -72,6 +72,10 @@ def train_settings(model_cfg: dict) -> dict:
         if not isinstance(s[key], int) or s[key] < 0:
             raise InputError(f"train.{key} must be an integer >= 0, got {s[key]!r}",
                              field=f"train.{key}", fix="set a non-negative integer")
+    if not isinstance(s["in_memory_mb"], int | float) or s["in_memory_mb"] < 0:
+        raise InputError(f"train.in_memory_mb must be >= 0, got {s['in_memory_mb']!r}",
+                         field="train.in_memory_mb", fix="e.g. in_memory_mb: 2048 (0 = always "
+                         "read batches from the file)")
     if not isinstance(s["lr"], int | float) or not s["lr"] > 0:
         raise InputError(f"train.lr must be > 0, got {s['lr']!r}", field="train.lr",
                          fix="e.g. lr: 0.003")
@@ -150,7 +154,7 @@ def train_model(pixels: Path, model_name: str, model_cfg: dict, out_dir: Path, *
     dev = resolve_device(device)
     if settings["mixed_precision"] and dev.type != "cuda":
         log.warning("mixed_precision needs CUDA; training in float32 on %s", dev)
-    dataset = PixelDataset(pixels, sensor_bands)
+    dataset = PixelDataset(pixels, sensor_bands, in_memory_mb=settings["in_memory_mb"])
     try:  # close the file explicitly, also on errors
         _fit(dataset, model_name, model_cfg, out_dir, state=state, device=dev,
              settings=settings, log_every=log_every, max_epochs=max_epochs)

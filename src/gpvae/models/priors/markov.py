@@ -158,8 +158,9 @@ class MarkovGPPrior(GPPrior):
     """GP prior in state-space form (Matern 1/2, 3/2, 5/2; quasi-periodic with J harmonics).
 
     ``scan``: ``sequential`` (Python loop over dates), ``parallel`` (associative scan,
-    O(log N) depth), ``auto`` = parallel on CUDA and for series of >= 64 dates on CPU. ``num_harmonics`` = J of the periodic
-    expansion (quasi_periodic only; state dim 2 (2J + 1)).
+    O(log N) depth), ``auto`` = parallel on CUDA and for series of >= 64 dates on CPU.
+    ``num_harmonics`` = J of the periodic expansion (quasi_periodic only; state dim
+    2 (2J + 1)).
     """
 
     def __init__(self, kernel: gpytorch.kernels.Kernel, jitter: float = 1e-6,
