@@ -22,7 +22,7 @@ from gpvae.models.encoders import PartialEncoder, TemporalCNN
 from gpvae.models.gpvae import kernel_log
 from gpvae.models.likelihoods import Likelihood
 from gpvae.models.priors.banded import BandedGPPosterior
-from gpvae.models.priors.base import LatentPosterior
+from gpvae.models.priors.base import LatentPosterior, full_precision
 from gpvae.models.vae import SITSVAE, ElboTerms
 
 _PREC_FLOOR = 1e-3
@@ -75,8 +75,8 @@ class BandedGPVAE(SITSVAE):
 
     def posterior(self, batch: Batch) -> LatentPosterior:
         """Marginals at the grid (B, G, L) and KL(q || p(z_grid))."""
-        mean, diag, off = self.grid_parameters(batch)
-        return self.banded.posterior(self.grid_t(mean), mean, diag, off)
+        with full_precision(*self.grid_parameters(batch)) as (mean, diag, off):
+            return self.banded.posterior(self.grid_t(mean), mean, diag, off)
 
     def elbo(self, batch: Batch, num_samples: int = 1) -> ElboTerms:
         post = self.posterior(batch)
@@ -88,8 +88,9 @@ class BandedGPVAE(SITSVAE):
         return ElboTerms(recon - self.beta * post.kl, recon, post.kl)
 
     def latent(self, batch: Batch, t_query: Tensor) -> tuple[Tensor, Tensor]:
-        mean, diag, off = self.grid_parameters(batch)
-        return self.banded.predict(self.grid_t(mean), mean, diag, off, t_query.to(mean.dtype))
+        with full_precision(*self.grid_parameters(batch)) as (mean, diag, off):
+            return self.banded.predict(self.grid_t(mean), mean, diag, off,
+                                       t_query.to(mean.dtype))
 
     def hyperparameters(self) -> dict[str, float]:
         return {**super().hyperparameters(), **kernel_log(self.banded.kernel)}

@@ -17,6 +17,7 @@ from gpvae.models.encoders import SiteEncoder
 from gpvae.models.kernels import kernel_hyperparameters
 from gpvae.models.likelihoods import Likelihood
 from gpvae.models.priors import GPPrior, LatentPosterior
+from gpvae.models.priors.base import full_precision
 from gpvae.models.vae import SITSVAE, ElboTerms
 
 
@@ -41,7 +42,8 @@ class GPVAE(SITSVAE):
     def posterior(self, batch: Batch) -> tuple[Timeline, LatentPosterior]:
         """q(z) at the merged dates and KL(q || p)."""
         tl, sm, sv = self.sites(batch)
-        return tl, self.prior.posterior(tl.t.to(sm.dtype), tl.mask, sm, sv)
+        with full_precision(sm, sv, tl.t) as (sm, sv, t):
+            return tl, self.prior.posterior(t, tl.mask, sm, sv)
 
     def elbo(self, batch: Batch, num_samples: int = 1) -> ElboTerms:
         tl, post = self.posterior(batch)
@@ -53,7 +55,8 @@ class GPVAE(SITSVAE):
     def latent(self, batch: Batch, t_query: Tensor) -> tuple[Tensor, Tensor]:
         """Posterior mean and variance of z at t_query (B, Q, L) (GP conditional)."""
         tl, sm, sv = self.sites(batch)
-        return self.prior.predict(tl.t.to(sm.dtype), tl.mask, sm, sv, t_query.to(sm.dtype))
+        with full_precision(sm, sv, tl.t, t_query) as (sm, sv, t, tq):
+            return self.prior.predict(t, tl.mask, sm, sv, tq)
 
     def hyperparameters(self) -> dict[str, float]:
         return {**super().hyperparameters(), **kernel_log(self.prior.kernel)}

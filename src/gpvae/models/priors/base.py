@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import gpytorch
@@ -12,6 +14,15 @@ from torch import Tensor
 from gpvae.models.kernels import outputscale
 
 LOG_2PI = math.log(2.0 * math.pi)
+
+
+@contextlib.contextmanager
+def full_precision(*xs: Tensor) -> Iterator[tuple[Tensor, ...]]:
+    """Autocast off and ``xs`` in float32 (float64 kept): GP algebra (Cholesky, Kalman, solves)
+    is never run in bf16/fp16, even when the networks around it are (mixed precision)."""
+    dtype = torch.promote_types(xs[0].dtype, torch.float32)
+    with torch.autocast(xs[0].device.type, enabled=False):
+        yield tuple(x.to(dtype) if x.is_floating_point() else x for x in xs)
 
 
 @dataclass
