@@ -7,6 +7,7 @@ on CUDA: torch.cuda.max_memory_allocated). Each configuration runs in a fresh su
 
     python benchmarks/bench_priors.py                      # default grid, CPU
     python benchmarks/bench_priors.py --T 25 100 1000 --device cuda
+    python benchmarks/bench_priors.py --priors markov --scans --batch 256 --latent 8   # scans
 """
 
 from __future__ import annotations
@@ -38,7 +39,10 @@ def _run_one(prior_name: str, T: int, B: int, L: int, device: str, repeats: int,
     dev = torch.device(device)
     kernel = make_kernel("matern32", L, lengthscale=30.0)
     kw = {"num_inducing": 32, "time_range": (0.0, 365.0)} if prior_name == "sparse" else {}
-    prior = make_prior(prior_name, kernel, **kw).to(dev)
+    base, _, scan = prior_name.partition(":")  # markov:sequential / markov:parallel
+    if scan:
+        kw["scan"] = scan
+    prior = make_prior(base, kernel, **kw).to(dev)
     gaps = torch.rand(B, T, device=dev) * (730.0 / T) * 2
     t = torch.cumsum(gaps, dim=1)
     t = t / t[:, -1:] * 365.0
@@ -100,7 +104,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--timeout", type=float, default=300)
     ap.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    ap.add_argument("--scans", action="store_true",
+                    help="also time markov:sequential and markov:parallel (markov = auto)")
     a = ap.parse_args()
+    if a.scans:
+        a.priors = [*a.priors, "markov:sequential", "markov:parallel"]
     rows = []
     for T in a.T:
         for name in a.priors:

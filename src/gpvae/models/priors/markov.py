@@ -24,9 +24,13 @@ from gpvae.models.priors.scan import associative_scan
 from gpvae.models.statespace import NUM_HARMONICS, StateSpace, state_space
 
 SCANS = ("sequential", "parallel", "auto")
-#: With scan "auto", CPU series of at least this many dates use the parallel scan (measured:
-#: benchmarks/bench_priors.py, break-even near 64 dates on a 2-core CPU).
+#: With scan "auto" on CPU, the parallel scan is used for at least this many dates and at most
+#: this many (pixel, latent) series per call; otherwise the sequential loop, whose per-date
+#: overhead is shared by the whole batch (break-even measured on a 2-core CPU: 64 dates;
+#: 256-512 series; benchmarks/bench_priors.py --scans).
 AUTO_PARALLEL_STEPS = 64
+AUTO_PARALLEL_SERIES = 256
+AUTO_PARALLEL_STATE_DIM = 3  # Matern; the scan's D x D solves make larger states slower
 
 
 def _sym(P: Tensor) -> Tensor:
@@ -35,6 +39,12 @@ def _sym(P: Tensor) -> Tensor:
 
 def _mv(M: Tensor, v: Tensor) -> Tensor:
     return (M @ v.unsqueeze(-1)).squeeze(-1)
+
+
+def _steps(x: Tensor, dim: int) -> tuple[Tensor, ...]:
+    """Per-date slices of ``x`` along ``dim``, split once: indexing x[:, :, n] in a loop would
+    make each step's backward materialise a zero tensor the size of x (O(N^2) backward)."""
+    return x.unbind(dim)
 
 
 def kalman_filter(A: Tensor, Q: Tensor, H: Tensor, y: Tensor, r: Tensor, obs: Tensor
@@ -46,9 +56,7 @@ def kalman_filter(A: Tensor, Q: Tensor, H: Tensor, y: Tensor, r: Tensor, obs: Te
     m = A.new_zeros(A.shape[:2] + A.shape[-1:])
     P = A.new_zeros(A.shape[:2] + A.shape[-2:])
     ms, Ps = [], []
-    # unbind once: indexing A[:, :, n] in the loop would make every step's backward
-    # materialise a zero tensor the size of A (O(N^2) backward).
-    steps = zip(A.unbind(2), Q.unbind(2), y.unbind(-1), r.unbind(-1), obs.unbind(-1),
+    steps = zip(*(_steps(x, 2) for x in (A, Q)), *(_steps(x, -1) for x in (y, r, obs)),
                 strict=True)
     for A_n, Q_n, y_n, r_n, obs_n in steps:
         m = _mv(A_n, m)
@@ -129,7 +137,7 @@ def smoothing_elements(A: Tensor, Q: Tensor, m: Tensor, P: Tensor
 
 def rts_smoother(E: Tensor, g: Tensor, Lk: Tensor) -> tuple[Tensor, Tensor]:
     """Sequential RTS: m^s_k = g_k + E_k m^s_{k+1}, P^s_k = L_k + E_k P^s_{k+1} E_k^T."""
-    Es, gs, Ls = E.unbind(2), g.unbind(2), Lk.unbind(2)
+    Es, gs, Ls = _steps(E, 2), _steps(g, 2), _steps(Lk, 2)
     m, P = gs[-1], Ls[-1]
     ms, Ps = [m], [P]
     for k in range(g.shape[2] - 2, -1, -1):
@@ -158,7 +166,8 @@ class MarkovGPPrior(GPPrior):
     """GP prior in state-space form (Matern 1/2, 3/2, 5/2; quasi-periodic with J harmonics).
 
     ``scan``: ``sequential`` (Python loop over dates), ``parallel`` (associative scan,
-    O(log N) depth), ``auto`` = parallel on CUDA and for series of >= 64 dates on CPU.
+    O(log N) depth), ``auto`` = parallel on CUDA, and on CPU for >= 64 dates, <= 256
+    (pixel, latent) series per call and a state of dimension <= 3 (Matern kernels).
     ``num_harmonics`` = J of the periodic expansion (quasi_periodic only; state dim
     2 (2J + 1)).
     """
@@ -175,9 +184,12 @@ class MarkovGPPrior(GPPrior):
     def state_space(self) -> StateSpace:
         return state_space(self.kernel, self.num_harmonics)
 
-    def _parallel(self, device: torch.device, n_steps: int) -> bool:
-        if self.scan == "auto":  # the scan's fewer, larger ops win on GPU and for long series
-            return device.type == "cuda" or n_steps >= AUTO_PARALLEL_STEPS
+    def _parallel(self, device: torch.device, n_series: int, n_steps: int,
+                  state_dim: int) -> bool:
+        if self.scan == "auto":  # the scan's fewer, larger ops win on GPU and for few long
+            return device.type == "cuda" or (  # low-dimensional series on CPU
+                n_steps >= AUTO_PARALLEL_STEPS and n_series <= AUTO_PARALLEL_SERIES
+                and state_dim <= AUTO_PARALLEL_STATE_DIM)
         return self.scan == "parallel"
 
     def _smooth(self, t: Tensor, mask: Tensor, y: Tensor, r: Tensor, smooth: bool = True
@@ -195,7 +207,7 @@ class MarkovGPPrior(GPPrior):
         A = ss.transition(dt)
         A = torch.cat([torch.zeros_like(A[:, :, :1]), A[:, :, 1:]], 2)
         Q = ss.process_noise(A)
-        parallel = self._parallel(t.device, t.shape[1])
+        parallel = self._parallel(t.device, y.shape[0] * y.shape[1], t.shape[1], ss.dim)
         run_filter = parallel_kalman_filter if parallel else kalman_filter
         m, P = run_filter(A, Q, ss.H, y, r, obs)
         log_z = log_evidence(*predictions(A, Q, m, P), ss.H, y, r, obs).sum(-1)
