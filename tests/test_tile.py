@@ -264,7 +264,8 @@ def test_auto_sizes_depend_on_the_device():
     assert auto_sizes(32, 100, torch.device("cuda")) == (32, 100)
 
 
-@pytest.mark.parametrize("bad", [{"chunk_px": 0}, {"batch_size": "big"}, {"chunk_px": 2.5}])
+@pytest.mark.parametrize("bad", [{"chunk_px": 0}, {"batch_size": "big"}, {"chunk_px": 2.5},
+                                 {"num_samples": 0}])
 def test_bad_sizes_are_input_errors(setup, tmp_path, bad):
     kw = {"chunk_px": 16, "batch_size": 100, **bad}
     with pytest.raises(InputError, match="chunk_px and batch_size"):

@@ -133,7 +133,8 @@ def _cmd_predict_tile(a: argparse.Namespace) -> None:
     predict_tile({k: Path(v) for k, v in spec["cubes"].items()},
                  {k: Path(v) for k, v in spec["masks"].items()}, Path(a.checkpoint),
                  Path(a.classifier), Path(a.out), ref_days=_ref_days(a), year=a.year,
-                 chunk_px=a.chunk_px, device=a.device, batch_size=a.batch_size)
+                 chunk_px=a.chunk_px, device=a.device, batch_size=a.batch_size,
+                 num_samples=a.num_samples)
 
 
 def _cmd_metrics(a: argparse.Namespace) -> None:
@@ -262,6 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-size", type=_int_or_auto, default="auto",
                    help="pixels per model call, or auto (65536 on GPU, lowered on "
                         "out-of-memory; 4096 on CPU)")
+    s.add_argument("--num-samples", type=int, default=32,
+                   help="latent samples decoded for the gap-filled S2 mean and std")
     s.add_argument("--device", default="auto")
     _add_ref_days(s)
     s.set_defaults(func=_cmd_predict_tile)

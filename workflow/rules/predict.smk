@@ -29,6 +29,7 @@ rule predict_tile:
         year=f"--year {PREDICT['year']}" if PREDICT["year"] else "",
         chunk=PREDICT["chunk_px"],
         batch=PREDICT["batch_size"],
+        samples=PREDICT["num_samples"],
         device=config["device"],
     message:
         "Mapping tile {wildcards.tile} with model {wildcards.model}"
@@ -36,5 +37,6 @@ rule predict_tile:
         "OMP_NUM_THREADS={threads} python -m gpvae.cli predict-tile "
         "--inputs {params.inputs:q} --checkpoint {input.model:q} "
         "--classifier {input.classifier:q} --out {output.nc:q} {params.ref} {params.year} "
-        "--chunk-px {params.chunk} --batch-size {params.batch} --device {params.device} "
+        "--chunk-px {params.chunk} --batch-size {params.batch} --num-samples {params.samples} "
+        "--device {params.device} "
         "> {log} 2>&1"

@@ -120,7 +120,7 @@ def product_specs(latent_dim: int, num_refs: int, num_bands: int | None, chunk: 
 
 def _predict_batch(model: torch.nn.Module, meta: dict, sensors: dict, origins: np.ndarray,
                    index: torch.Tensor, ref_days: np.ndarray, pipeline: object,
-                   with_s2: bool) -> dict[str, np.ndarray]:
+                   with_s2: bool, num_samples: int = 32) -> dict[str, np.ndarray]:
     """Model outputs of one batch of compacted series (see :func:`predict_pixels`)."""
     batch = Batch(sensors, torch.from_numpy(origins), index)
     moments = latent_moments(model, batch, ref_days)  # computed once, decoded below
@@ -131,7 +131,7 @@ def _predict_batch(model: torch.nn.Module, meta: dict, sensors: dict, origins: n
         n = origins.size
         t = torch.as_tensor(np.broadcast_to(ref_days, (n, ref_days.size)).copy())
         g_mean, g_std = observations_at(model, batch, "S2", t, meta["normalisation"],
-                                        latent=moments)
+                                        latent=moments, num_samples=num_samples)
         g_mean[~valid], g_std[~valid] = np.nan, np.nan
         out["gapfilled"], out["gapfilled_std"] = g_mean, g_std
     classes = np.full(origins.size, -1, dtype=np.int16)
@@ -143,10 +143,12 @@ def _predict_batch(model: torch.nn.Module, meta: dict, sensors: dict, origins: n
 
 def predict_pixels(model: torch.nn.Module, meta: dict, series: dict[str, np.ndarray],
                    days: dict[str, np.ndarray], origin: float, ref_days: np.ndarray,
-                   pipeline: object, batch_size: int) -> tuple[dict[str, np.ndarray], int]:
+                   pipeline: object, batch_size: int, num_samples: int = 32
+                   ) -> tuple[dict[str, np.ndarray], int]:
     """Model outputs of P pixels (physical series per sensor (P, T, C), NaN = missing):
-    embedding mean/var (P, R, L), S2 mean/std (P, R, C) when the model has S2, class (P,),
-    valid (P,); and the batch size used (halved on every CUDA out-of-memory error)."""
+    embedding mean/var (P, R, L), S2 mean/std (P, R, C) when the model has S2 (``num_samples``
+    latent samples decoded for non-linear decoders), class (P,), valid (P,); and the batch
+    size used (halved on every CUDA out-of-memory error)."""
     norm = meta["normalisation"]
     p = next(iter(series.values())).shape[0]
     parts: dict[str, list[np.ndarray]] = {}
@@ -158,7 +160,7 @@ def predict_pixels(model: torch.nn.Module, meta: dict, series: dict[str, np.ndar
                    for s, v in series.items()}
         try:
             out = _predict_batch(model, meta, sensors, origins, torch.arange(sl.start, sl.stop),
-                                 ref_days, pipeline, "S2" in series)
+                                 ref_days, pipeline, "S2" in series, num_samples)
         except torch.OutOfMemoryError:
             if batch_size == 1:
                 raise
@@ -210,20 +212,24 @@ def read_ahead(read: Callable[[T], R], items: list[T], lock: threading.Lock
 def predict_tile(cubes: dict[str, Path], masks: dict[str, Path], checkpoint: Path,
                  classifier: Path, out_nc: Path, *, ref_days: np.ndarray,
                  year: int | None = None, chunk_px: int | str = "auto", device: str = "auto",
-                 batch_size: int | str = "auto") -> Path:
+                 batch_size: int | str = "auto", num_samples: int = 32) -> Path:
     """Write the tile product of contracts section 7 (netCDF + GeoTIFF quicklooks + cost
     JSON ``<stem>_cost.json``) for one model and tile; returns ``out_nc``.
 
-    ``chunk_px`` / ``batch_size``: window side and model batch, or "auto" (:func:`auto_sizes`).
+    ``chunk_px`` / ``batch_size``: window side and model batch, or "auto" (:func:`auto_sizes`);
+    ``num_samples``: latent samples decoded for the gap-filled S2 mean and std.
     """
     out_nc = Path(out_nc)
     ref_days = np.asarray(ref_days, dtype=np.float64)
     bad = [v for v in (chunk_px, batch_size) if v != "auto" and (not isinstance(v, int)
                                                                  or isinstance(v, bool)
                                                                  or v < 1)]
+    if not isinstance(num_samples, int) or num_samples < 1:
+        bad.append(num_samples)
     if bad or ref_days.ndim != 1 or ref_days.size == 0:
-        raise InputError("chunk_px and batch_size must be integers >= 1 or 'auto', and "
-                         "ref_days a non-empty 1-D array", field="chunk_px/batch_size/ref_days",
+        raise InputError("chunk_px and batch_size must be integers >= 1 or 'auto', "
+                         "num_samples an integer >= 1, and ref_days a non-empty 1-D array",
+                         field="chunk_px/batch_size/num_samples/ref_days",
                          fix="e.g. chunk_px auto, batch_size auto, ref_days "
                              "np.arange(0, 365, 10)")
     model, meta = load_model(checkpoint, device)
@@ -262,7 +268,8 @@ def predict_tile(cubes: dict[str, Path], masks: dict[str, Path], checkpoint: Pat
                             disable=not sys.stderr.isatty())
             for k, ((rows, cols), series) in enumerate(progress):
                 out, batch_size = predict_pixels(model, meta, series, days, tiles.origin,
-                                                 ref_days, bundle["pipeline"], batch_size)
+                                                 ref_days, bundle["pipeline"], batch_size,
+                                                 num_samples)
                 hh, ww = rows.stop - rows.start, cols.stop - cols.start
                 with io_lock:
                     for name, values in out.items():
@@ -284,7 +291,8 @@ def predict_tile(cubes: dict[str, Path], masks: dict[str, Path], checkpoint: Pat
     cost = {"model": str(meta.get("model_name")), "tile": tiles.tile, "year": tiles.year,
             "pixels": pixels, "seconds": seconds,
             "pixels_per_second": pixels / max(seconds, 1e-9), **peak_memory_mib(dev),
-            "device": str(dev), "chunk_px": chunk_px, "batch_size": batch_size}
+            "device": str(dev), "chunk_px": chunk_px, "batch_size": batch_size,
+            "num_samples": num_samples}
     log.info("tile %s: %d px in %.1f s = %.0f px/s, peak RSS %.0f MiB; wrote %s and %s",
              tiles.tile, pixels, seconds, cost["pixels_per_second"], cost["peak_rss_mib"],
              out_nc, ", ".join(p.name for p in written))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import affine
@@ -39,6 +40,23 @@ def read_geotiff(path: Path, *, window: rasterio.windows.Window | None = None,
                          fix="check the product is complete (re-download or re-extract it)")
     with rasterio.open(path) as src:
         return src.read(1, window=window, out_shape=out_shape, resampling=resampling)
+
+
+def read_geotiff_resampled(path: Path, *, window: rasterio.windows.Window | None,
+                           out_shape: tuple[int, int], resamplings: Sequence[Resampling]
+                           ) -> list[np.ndarray]:
+    """Band 1 of a GeoTIFF read once per resampling method, from one open of the file.
+
+    Equal to :func:`read_geotiff` called once per method; opening the file once lets GDAL
+    decode its blocks once (its block cache serves the later reads).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("raster file not found", file=path,
+                         fix="check the product is complete (re-download or re-extract it)")
+    with rasterio.open(path) as src:
+        return [src.read(1, window=window, out_shape=out_shape, resampling=r)
+                for r in resamplings]
 
 
 def raster_grid(path: Path) -> tuple[rasterio.crs.CRS, affine.Affine, int, int]:

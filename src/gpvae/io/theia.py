@@ -24,7 +24,7 @@ from rasterio.windows import Window
 from gpvae.errors import InputError
 from gpvae.io.atomic import atomic_path
 from gpvae.io.bands import S2_10M, S2_BANDS, theia_band_name
-from gpvae.io.geotiff import raster_grid, read_geotiff, write_geotiff
+from gpvae.io.geotiff import raster_grid, read_geotiff, read_geotiff_resampled, write_geotiff
 
 log = logging.getLogger(__name__)
 
@@ -201,8 +201,10 @@ def read_theia_product(product: TheiaProduct, *, bands: list[str] | None = None,
     band has data; ``clm`` = CLM_R1 byte.
     """
     bands = list(S2_BANDS if bands is None else bands)
-    crs, transform, h, w = theia_grid(product)
-    win = window if window is not None else Window(0, 0, w, h)
+    if window is None:
+        _, _, h, w = theia_grid(product)
+        window = Window(0, 0, w, h)
+    win = window
     hh, ww = int(win.height), int(win.width)
     win_r2 = Window(win.col_off / 2, win.row_off / 2, win.width / 2, win.height / 2)
     refl = np.empty((len(bands), hh, ww), np.float32)
@@ -220,10 +222,12 @@ def read_theia_product(product: TheiaProduct, *, bands: list[str] | None = None,
             bad = dn == THEIA_NODATA
             val = dn.astype(np.float32)
         else:
-            dn = read_geotiff(path, window=win_r2, out_shape=(hh, ww))
+            # One open for both reads: nearest for the nodata lookup, bilinear for values.
+            dn, val = read_geotiff_resampled(path, window=win_r2, out_shape=(hh, ww),
+                                             resamplings=(Resampling.nearest,
+                                                          Resampling.bilinear))
             bad = dn == THEIA_NODATA
-            val = read_geotiff(path, window=win_r2, out_shape=(hh, ww),
-                               resampling=Resampling.bilinear).astype(np.float32)
+            val = val.astype(np.float32)
         refl[i] = np.where(bad, np.nan, val / THEIA_SCALE)
         nodata |= bad | ~np.isfinite(refl[i])
     edg_path, clm_path = product.mask_file("EDG", 1), product.mask_file("CLM", 1)

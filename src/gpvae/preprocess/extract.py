@@ -7,6 +7,7 @@ keep the one with more valid pixels in the AOI (ties: the earlier one) and log t
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Callable, Sequence
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
+import rasterio
 from tqdm.auto import tqdm
 
 from gpvae.errors import InputError
@@ -32,6 +34,15 @@ from gpvae.preprocess.window import aoi_window, in_date_range, window_transform
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 AOI = tuple[float, float, float, float]
+
+
+def _one_gdal_env(func: Callable[..., Path]) -> Callable[..., Path]:
+    """Run ``func`` in one GDAL environment (rasterio's defaults), not one per file open."""
+    @functools.wraps(func)
+    def wrapper(*args: object, **kwargs: object) -> Path:
+        with rasterio.Env.from_defaults():
+            return func(*args, **kwargs)
+    return wrapper
 
 
 def one_per_day(items: Sequence[T], acquired: Callable[[T], np.datetime64],
@@ -90,6 +101,7 @@ def _relative_orbit(product: TheiaProduct) -> int:
     return int(m.group(1)) if m else 0
 
 
+@_one_gdal_env
 def extract_s2_theia(product_dir: Path, tile: str, out: Path, *, bands: list[str] | None = None,
                      aoi: AOI | None = None, start: str | None = None, end: str | None = None,
                      product: str = "FRE") -> Path:
@@ -140,6 +152,7 @@ def extract_s2_theia(product_dir: Path, tile: str, out: Path, *, bands: list[str
     return Path(out)
 
 
+@_one_gdal_env
 def extract_s1tiling(s1_dir: Path, tile: str, orbit_direction: str, out: Path, *,
                      aoi: AOI | None = None, start: str | None = None,
                      end: str | None = None) -> Path:
