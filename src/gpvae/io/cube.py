@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import affine
+import netCDF4
 import numpy as np
 import rasterio
 import rasterio.crs
@@ -105,6 +106,11 @@ def cube_writer(path: Path, *, with_quality: bool = False, **skeleton_kw
         specs["quality"] = VarSpec(("time", "y", "x"), "uint8", (1, *yx),
                                    {**grid, "long_name": "Theia CLM_R1 cloud bit byte"})
     with stream_netcdf(path, skeleton, specs) as variables:
+        for var in variables.values():
+            # Each write fills whole chunks (one date each): compress and write them at once
+            # instead of holding up to the 64 MiB default chunk cache per variable. A cache
+            # smaller than one chunk is bypassed (size 0 is not honoured per variable).
+            var.set_var_chunk_cache(size=1)
         yield CubeWriter(variables)
 
 
@@ -132,6 +138,22 @@ def write_cube(path: Path, *, data: np.ndarray, valid: np.ndarray, times: np.nda
         for t in range(nt):
             writer.write(t, data[t], valid[t], None if quality is None else quality[t])
     return Path(path)
+
+
+@contextlib.contextmanager
+def no_chunk_cache() -> Iterator[None]:
+    """netCDF files opened inside get no HDF5 chunk cache (the default is restored after).
+
+    For stages that read (or write) each chunk once: the default cache, 64 MiB per open
+    variable, then only holds memory (the sample stage keeps every cube of every tile open).
+    Usable as a decorator.
+    """
+    size, nelems, preemption = netCDF4.get_chunk_cache()
+    netCDF4.set_chunk_cache(0, nelems, preemption)
+    try:
+        yield
+    finally:
+        netCDF4.set_chunk_cache(size, nelems, preemption)
 
 
 def open_cube(path: Path) -> xr.Dataset:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import affine
@@ -32,13 +32,20 @@ def write_geotiff(path: Path, array: np.ndarray, *, crs: str, transform: affine.
 
 def read_geotiff(path: Path, *, window: rasterio.windows.Window | None = None,
                  out_shape: tuple[int, int] | None = None,
-                 resampling: Resampling = Resampling.nearest) -> np.ndarray:
-    """Read band 1 of a GeoTIFF, optionally a window and resampled to ``out_shape``."""
+                 resampling: Resampling = Resampling.nearest,
+                 grid_check: Callable[[tuple], None] | None = None) -> np.ndarray:
+    """Read band 1 of a GeoTIFF, optionally a window and resampled to ``out_shape``.
+
+    ``grid_check`` is called with the file's grid (crs, transform, height, width) before the
+    read, from the same open (callers check grids without opening the file twice).
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError("raster file not found", file=path,
                          fix="check the product is complete (re-download or re-extract it)")
     with rasterio.open(path) as src:
+        if grid_check is not None:
+            grid_check((src.crs, src.transform, src.height, src.width))
         return src.read(1, window=window, out_shape=out_shape, resampling=resampling)
 
 

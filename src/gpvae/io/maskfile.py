@@ -28,6 +28,8 @@ def mask_writer(path: Path, cube: xr.Dataset, *, attrs: dict) -> Iterator[object
                    {"grid_mapping": "spatial_ref",
                     "long_name": "1 = observed and usable (cube valid and not cloud)"})
     with stream_netcdf(path, skeleton, {"valid": spec}) as variables:
+        # Writes fill whole chunks (whole dates): bypass the chunk cache (bounded memory).
+        variables["valid"].set_var_chunk_cache(size=1)
         yield variables["valid"]
 
 

@@ -9,7 +9,9 @@ Float32 linear calibrated backscatter (0 = no data), with optional ``<stem>_Bord
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -155,15 +157,18 @@ def check_linear(values: np.ndarray, *, file: Path, field: str,
                          "only applied inside the model)")
 
 
-def read_s1tiling_acquisition(acq: S1Acquisition, *, window: Window | None = None
+def read_s1tiling_acquisition(acq: S1Acquisition, *, window: Window | None = None,
+                              grid_check: Callable[[S1Image, tuple], None] | None = None
                               ) -> tuple[np.ndarray, np.ndarray, list[Path]]:
     """Read (VV, VH) linear sigma0 (2, y, x) with NaN where invalid, valid (y, x), files.
 
     valid = BorderMask of both images (when present) AND finite value > 0 for both pols.
+    ``grid_check(image, grid)`` is called with each image's grid before it is read.
     """
     data, valid, files = [], None, []
     for im in (acq.vv, acq.vh):
-        values = read_geotiff(im.path, window=window).astype(np.float32)
+        check = None if grid_check is None else functools.partial(grid_check, im)
+        values = read_geotiff(im.path, window=window, grid_check=check).astype(np.float32)
         check_linear(values, file=im.path, field=im.polarisation)
         ok = np.isfinite(values) & (values > 0)
         files.append(im.path)

@@ -9,8 +9,10 @@ Format (docs/contracts.md section 0, notes/formats.md): one folder per product
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import re
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from xml.sax.saxutils import escape
@@ -192,13 +194,16 @@ def theia_grid(product: TheiaProduct) -> tuple[rasterio.crs.CRS, affine.Affine, 
 
 
 def read_theia_product(product: TheiaProduct, *, bands: list[str] | None = None,
-                       window: Window | None = None, file_product: str = "FRE") -> TheiaScene:
+                       window: Window | None = None, file_product: str = "FRE",
+                       grid_check: Callable[[TheiaProduct, tuple], None] | None = None
+                       ) -> TheiaScene:
     """Read a product on its 10 m grid (optionally a 10 m window).
 
     20 m bands are bilinearly resampled to 10 m (GDAL skips nodata neighbours, the file
     declares nodata -10000); a 10 m pixel is no data when its 20 m source pixel is no data
     (nearest lookup of the nodata mask). ``valid`` = not EDG_R1 and every
-    band has data; ``clm`` = CLM_R1 byte.
+    band has data; ``clm`` = CLM_R1 byte. ``grid_check(product, grid)`` is called with the
+    product's grid (that of CLM_R1) before any band is read.
     """
     bands = list(S2_BANDS if bands is None else bands)
     if window is None:
@@ -207,16 +212,25 @@ def read_theia_product(product: TheiaProduct, *, bands: list[str] | None = None,
     win = window
     hh, ww = int(win.height), int(win.width)
     win_r2 = Window(win.col_off / 2, win.row_off / 2, win.width / 2, win.height / 2)
-    refl = np.empty((len(bands), hh, ww), np.float32)
-    nodata = np.zeros((hh, ww), bool)
     files = []
-    for i, band in enumerate(bands):
+    for band in bands:
         path = product.band_file(band, file_product)
         if not path.is_file():
             raise InputError(f"band {band} missing from Theia product {product.name}",
                              file=path, field=band,
                              fix="re-download the product or drop the band from the config")
         files.append(path)
+    edg_path, clm_path = product.mask_file("EDG", 1), product.mask_file("CLM", 1)
+    for path, field in ((edg_path, "EDG_R1"), (clm_path, "CLM_R1")):
+        if not path.is_file():
+            raise InputError(f"mask {field} missing from Theia product {product.name}",
+                             file=path, field=field, fix="re-download the product")
+    clm = read_geotiff(clm_path, window=win, grid_check=None if grid_check is None else
+                       functools.partial(grid_check, product)).astype(np.uint8)
+    edg = read_geotiff(edg_path, window=win).astype(bool)
+    refl = np.empty((len(bands), hh, ww), np.float32)
+    nodata = np.zeros((hh, ww), bool)
+    for i, (band, path) in enumerate(zip(bands, files, strict=True)):
         if band in S2_10M:
             dn = read_geotiff(path, window=win)
             bad = dn == THEIA_NODATA
@@ -230,13 +244,6 @@ def read_theia_product(product: TheiaProduct, *, bands: list[str] | None = None,
             val = val.astype(np.float32)
         refl[i] = np.where(bad, np.nan, val / THEIA_SCALE)
         nodata |= bad | ~np.isfinite(refl[i])
-    edg_path, clm_path = product.mask_file("EDG", 1), product.mask_file("CLM", 1)
-    for path, field in ((edg_path, "EDG_R1"), (clm_path, "CLM_R1")):
-        if not path.is_file():
-            raise InputError(f"mask {field} missing from Theia product {product.name}",
-                             file=path, field=field, fix="re-download the product")
-    edg = read_geotiff(edg_path, window=win).astype(bool)
-    clm = read_geotiff(clm_path, window=win).astype(np.uint8)
     valid = ~edg & ~nodata
     refl[:, ~valid] = np.nan
     return TheiaScene(product=product, reflectance=refl, valid=valid, clm=clm,

@@ -65,12 +65,14 @@ def one_per_day(items: Sequence[T], acquired: Callable[[T], np.datetime64],
     return kept
 
 
-def _check_same_grid(items: Sequence[T], grid: Callable[[T], tuple], name: Callable[[T], str],
-                     path: Callable[[T], Path]) -> tuple:
-    """Grid shared by all items, or an InputError naming the first two that differ."""
+def _grid_check(items: Sequence[T], grid: Callable[[T], tuple], name: Callable[[T], str],
+                path: Callable[[T], Path]) -> tuple[tuple, Callable[[T, tuple], None]]:
+    """Grid of the first item, and a check that another item's grid equals it (else an
+    InputError naming both). Readers call the check from the open that reads each file, so
+    no file is opened twice."""
     ref = grid(items[0])
-    for item in items[1:]:
-        g = grid(item)
+
+    def check(item: T, g: tuple) -> None:
         if g[0] != ref[0] or g[2:] != ref[2:] or not g[1].almost_equals(ref[1], 1e-6):
             raise InputError(
                 f"{name(items[0])} and {name(item)} are on different grids "
@@ -78,7 +80,7 @@ def _check_same_grid(items: Sequence[T], grid: Callable[[T], tuple], name: Calla
                 f"{tuple(g[1])[:6]}, {g[2]}x{g[3]})", file=path(item), field="grid",
                 fix="resample all products of a tile onto one grid, or configure them as "
                     "separate tiles")
-    return ref
+    return ref, check
 
 
 def _check_dates(start: str | None, end: str | None) -> None:
@@ -126,11 +128,12 @@ def extract_s2_theia(product_dir: Path, tile: str, out: Path, *, bands: list[str
     if not products:
         raise InputError(f"no Theia product of {tile} between {start} and {end}",
                          file=product_dir, field="start/end", fix="widen the date range")
-    crs, transform, h, w = _check_same_grid(products, theia_grid, lambda p: p.name,
-                                            lambda p: p.path)
+    (crs, transform, h, w), check = _grid_check(products, theia_grid, lambda p: p.name,
+                                                lambda p: p.path)
     window = aoi_window(aoi, transform, h, w, file=products[0].path)
 
     def n_valid(p: TheiaProduct) -> int:
+        check(p, theia_grid(p))
         return int((read_geotiff(p.mask_file("EDG", 1), window=window) == 0).sum())
 
     products = one_per_day(products, lambda p: p.acquired, n_valid, lambda p: p.name)
@@ -146,7 +149,8 @@ def extract_s2_theia(product_dir: Path, tile: str, out: Path, *, bands: list[str
                      attrs={"reader": f"theia_{product}", "source_files":
                             [str(p.path) for p in products]}) as writer:
         for t, p in enumerate(tqdm(products, desc=f"S2 {tile}", unit="product")):
-            scene = read_theia_product(p, bands=bands, window=window, file_product=product)
+            scene = read_theia_product(p, bands=bands, window=window, file_product=product,
+                                       grid_check=check)
             writer.write(t, scene.reflectance, scene.valid, scene.clm)
             log.debug("%s: %.1f%% valid", p.name, 100 * scene.valid.mean())
     return Path(out)
@@ -172,13 +176,13 @@ def extract_s1tiling(s1_dir: Path, tile: str, orbit_direction: str, out: Path, *
     if not acqs:
         raise InputError(f"no S1Tiling {direction} acquisition of {tile} between {start} and "
                          f"{end}", file=s1_dir, field="start/end", fix="widen the date range")
-    crs, transform, h, w = _check_same_grid(
+    (crs, transform, h, w), check = _grid_check(
         [im for a in acqs for im in (a.vv, a.vh)], lambda im: raster_grid(im.path),
         lambda im: im.path.name, lambda im: im.path)
     window = aoi_window(aoi, transform, h, w, file=acqs[0].vv.path)
 
     def n_valid(a: S1Acquisition) -> int:
-        return int(read_s1tiling_acquisition(a, window=window)[1].sum())
+        return int(read_s1tiling_acquisition(a, window=window, grid_check=check)[1].sum())
 
     acqs = one_per_day(acqs, lambda a: a.acquired, n_valid, lambda a: a.vv.path.name)
     sensor = f"S1_{direction}"
@@ -194,6 +198,6 @@ def extract_s1tiling(s1_dir: Path, tile: str, orbit_direction: str, out: Path, *
                      attrs={"reader": "s1tiling", "source_files":
                             [str(im.path) for a in acqs for im in (a.vv, a.vh)]}) as writer:
         for t, acq in enumerate(tqdm(acqs, desc=f"{sensor} {tile}", unit="date")):
-            data, valid, _ = read_s1tiling_acquisition(acq, window=window)
+            data, valid, _ = read_s1tiling_acquisition(acq, window=window, grid_check=check)
             writer.write(t, data, valid)
     return Path(out)

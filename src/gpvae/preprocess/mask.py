@@ -17,11 +17,13 @@ from tqdm.auto import tqdm
 
 from gpvae.errors import InputError
 from gpvae.io.atomic import atomic_path
-from gpvae.io.cube import open_cube
+from gpvae.io.cube import no_chunk_cache, open_cube
 from gpvae.io.maskfile import mask_writer
 from gpvae.preprocess.quality import DEFAULT_SCL_INVALID, cube_quality_kind, quality_invalid
 
 log = logging.getLogger(__name__)
+#: Memory budget of one block of dates in the mask stage (bytes; see dates_per_block).
+MASK_BLOCK_BYTES = 16 * 2**20
 
 
 def clm_cloud(clm: np.ndarray, bits: list[int]) -> np.ndarray:
@@ -36,12 +38,23 @@ def disk(radius: int) -> np.ndarray:
 
 
 def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
-    """Binary dilation of a 2-D mask by a disk of ``radius`` pixels (identity for 0)."""
+    """Binary dilation by a disk of ``radius`` pixels (identity for 0) of a 2-D mask, or of
+    each 2-D slice (last two axes) of a stack of masks."""
     if radius <= 0:
         return np.asarray(mask, bool)
-    return ndimage.binary_dilation(mask, structure=disk(radius))
+    mask = np.asarray(mask)
+    structure = disk(radius)
+    return ndimage.binary_dilation(mask, structure=structure.reshape(
+        (1,) * (mask.ndim - 2) + structure.shape))
 
 
+def dates_per_block(height: int, width: int, budget: int = MASK_BLOCK_BYTES) -> int:
+    """Dates read and masked together: as many as fit in ``budget`` bytes at 8 bytes a
+    pixel (the int64 copy of the quality byte), at least one."""
+    return max(1, int(budget) // (8 * int(height) * int(width)))
+
+
+@no_chunk_cache()
 def compute_mask(cube_path: Path, out_nc: Path, out_csv: Path, *, clm_bits: list[int] = [0],  # noqa: B006
                  dilation_px: int = 0,
                  scl_classes: tuple[int, ...] = DEFAULT_SCL_INVALID) -> Path:
@@ -72,23 +85,30 @@ def compute_mask(cube_path: Path, out_nc: Path, out_csv: Path, *, clm_bits: list
     attrs = {"mask_policy": policy, "dilation_px": int(dilation_px),
              "clm_bits": " ".join(str(int(b)) for b in clm_bits),
              "scl_classes": " ".join(str(int(c)) for c in scl_classes)}
+    nt = cube.sizes["time"]
+    step = dates_per_block(cube.sizes["y"], cube.sizes["x"])
+    days = cube["time"].values.astype("datetime64[D]").astype(str)
     with atomic_path(out_csv) as tmp_csv:
-        with mask_writer(out_nc, cube, attrs=attrs) as out:
-            for t in tqdm(range(cube.sizes["time"]), desc=f"mask {sensor} {tile}",
-                          unit="date"):
-                valid = cube["valid"][t].values.astype(bool)
+        with mask_writer(out_nc, cube, attrs=attrs) as out, \
+                tqdm(total=nt, desc=f"mask {sensor} {tile}", unit="date") as bar:
+            for t0 in range(0, nt, step):  # blocks of dates (bounded memory), not one by one
+                block = slice(t0, min(nt, t0 + step))
+                valid = cube["valid"][block].values.astype(bool)
                 cloud = np.zeros_like(valid)
                 if kind:
-                    bad = quality_invalid(cube["quality"][t].values, kind, clm_bits=clm_bits,
-                                          scl_classes=scl_classes, rule=rule)
+                    bad = quality_invalid(cube["quality"][block].values, kind,
+                                          clm_bits=clm_bits, scl_classes=scl_classes, rule=rule)
                     cloud = dilate(bad, int(dilation_px)) & valid
                 final = valid & ~cloud
-                out[t] = final.astype(np.uint8)
-                rows.append({"date": str(np.datetime64(cube["time"].values[t], "D")),
-                             "tile": tile, "sensor": sensor,
-                             "valid_fraction": float(final.mean()),
-                             "cloud_fraction": float(cloud.mean()),
-                             "nodata_fraction": float(1 - valid.mean())})
+                out[block] = final.astype(np.uint8)
+                # Means of 0/1 values are exact sums / n: equal to the per-date means.
+                for day, v, c, n in zip(days[block], final.mean(axis=(1, 2)),
+                                        cloud.mean(axis=(1, 2)), 1 - valid.mean(axis=(1, 2)),
+                                        strict=True):
+                    rows.append({"date": str(day), "tile": tile, "sensor": sensor,
+                                 "valid_fraction": float(v), "cloud_fraction": float(c),
+                                 "nodata_fraction": float(n)})
+                bar.update(block.stop - block.start)
             # Written before the mask file is renamed: a failure here leaves neither output.
             pd.DataFrame(rows, columns=["date", "tile", "sensor", "valid_fraction",
                                         "cloud_fraction", "nodata_fraction"]

@@ -21,13 +21,15 @@ from scipy import ndimage
 from tqdm.auto import tqdm
 
 from gpvae.errors import InputError
-from gpvae.io.cube import cube_grid, open_cube
+from gpvae.io.cube import cube_grid, no_chunk_cache, open_cube
 from gpvae.io.maskfile import open_mask
 from gpvae.io.parcels import rasterize_parcels, read_parcels
 from gpvae.io.pixels import write_pixels
 from gpvae.preprocess.split import split_parcels
 
 log = logging.getLogger(__name__)
+#: Memory budget of one block of dates read from a cube by the sample stage (bytes).
+SAMPLE_BLOCK_BYTES = 16 * 2**20
 
 
 def interior(ids: np.ndarray, erosion_px: int) -> np.ndarray:
@@ -51,9 +53,10 @@ def draw_pixels(candidates: pd.DataFrame, *, per_class: int, per_parcel_cap: int
     return drawn.sort_values(["tile", "row", "col"]).reset_index(drop=True)
 
 
-def gather(var: xr.DataArray, t: int, rows: np.ndarray, cols: np.ndarray,
+def gather(var: xr.DataArray, t: int | slice, rows: np.ndarray, cols: np.ndarray,
            block: int = 256) -> np.ndarray:
-    """``var[t, ..., rows, cols]`` -> (..., npix), reading row blocks (lazy-file friendly)."""
+    """``var[t, ..., rows, cols]`` -> (..., npix), reading row blocks (lazy-file friendly);
+    ``t`` a slice of dates keeps the time axis first."""
     out = None
     for r0 in np.unique(rows // block) * block:
         sel = np.flatnonzero((rows >= r0) & (rows < r0 + block))
@@ -71,16 +74,23 @@ def pixel_series(cube: xr.Dataset, mask: xr.DataArray | None, rows: np.ndarray,
                  cols: np.ndarray, desc: str) -> np.ndarray:
     """Time series (npix, time, band) of the cube at pixels, NaN where ``mask`` is 0
     (``mask`` None: every value is kept)."""
-    out = np.full((len(rows), cube.sizes["time"], cube.sizes["band"]), np.nan, np.float32)
+    nt, nb = cube.sizes["time"], cube.sizes["band"]
+    out = np.full((len(rows), nt, nb), np.nan, np.float32)
     if len(rows) == 0:
         return out
-    for t in tqdm(range(cube.sizes["time"]), desc=desc, unit="date", leave=False):
-        vals = gather(cube["data"], t, rows, cols).T          # (npix, band)
-        if mask is None:
-            out[:, t] = vals
-        else:
-            ok = gather(mask, t, rows, cols).astype(bool)
-            out[ok, t] = vals[ok]
+    # Blocks of dates (one read per block, bounded memory), not one read per date.
+    window = nb * min(cube.sizes["y"], 256) * cube.sizes["x"] * cube["data"].dtype.itemsize
+    step = max(1, SAMPLE_BLOCK_BYTES // window)
+    with tqdm(total=nt, desc=desc, unit="date", leave=False) as bar:
+        for t0 in range(0, nt, step):
+            dates = slice(t0, min(nt, t0 + step))
+            vals = gather(cube["data"], dates, rows, cols).transpose(2, 0, 1)  # (npix, t, b)
+            if mask is None:
+                out[:, dates] = vals
+            else:
+                ok = gather(mask, dates, rows, cols).astype(bool).T             # (npix, t)
+                np.copyto(out[:, dates], vals, where=ok[..., None])
+            bar.update(dates.stop - dates.start)
     return out
 
 
@@ -115,6 +125,7 @@ def _tile_cubes(tile: str, spec: dict) -> tuple[dict, dict, tuple]:
     return cubes, masks, grid
 
 
+@no_chunk_cache()
 def sample_pixels(inputs: dict[str, dict], out: Path, *, class_field: str, id_field: str,
                   per_class: int, per_parcel_cap: int, erosion_px: int,
                   split_fractions: dict[str, float], seed: int, years: list[int] | None = None,
@@ -212,16 +223,13 @@ def _write_samples(out: Path, tiles: dict, picked: pd.DataFrame, split_of: dict[
     pix = np.repeat(np.arange(len(picked)), len(years))
     keep = np.zeros(len(pix), bool)
     values = {}
+    # One pixel-year copy per array, blanked in place outside its year; each per-pixel
+    # series is released once expanded (peak memory: about one copy of the samples).
     for s in sensors:
-        in_year = (times[s].astype("datetime64[Y]").astype(int) + 1970)[None, :] == \
-            sample_year[:, None]
-        v = np.where(in_year[..., None], series[s][pix], np.nan)
-        keep |= np.isfinite(v).any(axis=(1, 2))
-        values[s] = v
+        values[s] = _in_year(series.pop(s), pix, times[s], sample_year)
+        keep |= np.isfinite(values[s]).any(axis=(1, 2))
     if truth is not None:
-        in_year = (times["S2"].astype("datetime64[Y]").astype(int) + 1970)[None, :] == \
-            sample_year[:, None]
-        truth = np.where(in_year[..., None], truth[pix], np.nan)[keep]
+        truth = _in_year(truth, pix, times["S2"], sample_year)
     n_drop = int((~keep).sum())
     if n_drop:
         log.warning("dropped %d of %d pixel-year samples with no valid date in their year",
@@ -229,6 +237,10 @@ def _write_samples(out: Path, tiles: dict, picked: pd.DataFrame, split_of: dict[
     if not keep.any():
         raise InputError(f"no sampled pixel has a valid date in years {years}", field="years",
                          fix="check the years and the masks (too cloudy?)")
+    if n_drop:  # one array at a time
+        for s in sensors:
+            values[s] = values[s][keep]
+        truth = None if truth is None else truth[keep]
     p = picked.iloc[pix[keep]]
     samples = {"x": xs[pix[keep]], "y": ys[pix[keep]], "row": p["row"], "col": p["col"],
                "tile": p["tile"], "parcel_id": p["parcel_id"], "label": p["label"],
@@ -238,9 +250,19 @@ def _write_samples(out: Path, tiles: dict, picked: pd.DataFrame, split_of: dict[
     samples = {k: np.asarray(v) for k, v in samples.items()}
     log.info("writing %d samples (%s) to %s", keep.sum(),
              pd.Series(samples["split"]).value_counts().to_dict(), out)
-    return write_pixels(out, values={s: v[keep] for s, v in values.items()}, times=times,
+    return write_pixels(out, values=values, times=times,
                         bands=bands, samples=samples, class_names=class_names, truth=truth,
                         attrs=attrs)
+
+
+def _in_year(series: np.ndarray, pix: np.ndarray, times: np.ndarray,
+             sample_year: np.ndarray) -> np.ndarray:
+    """Pixel-year samples ``series[pix]`` (sample, time, band), NaN at dates outside each
+    sample's year."""
+    out = series[pix]
+    out[(times.astype("datetime64[Y]").astype(int) + 1970)[None, :] != sample_year[:, None]] = \
+        np.nan
+    return out
 
 
 def _truth(truth: np.ndarray | None, path: Path, sel: np.ndarray, rows: np.ndarray,

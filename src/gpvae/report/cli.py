@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from gpvae.report.make import FIGURES, TABLES, ReportInputs
+from gpvae.report.names import FIGURE_NAMES, TABLES
 
 
 def _cmd_figures(a: argparse.Namespace) -> None:
-    from gpvae.report.make import make_report_figures
+    from gpvae.report.make import ReportInputs, make_report_figures
 
     inputs = ReportInputs(
         cloud_cover=a.cloud_cover, pixels=a.pixels, training=a.training, hidden=a.hidden,
@@ -23,7 +23,7 @@ def _cmd_figures(a: argparse.Namespace) -> None:
 def add_figures_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``figures`` on the ``gpvae`` command's subparsers; returns its parser."""
     s = subparsers.add_parser("figures", help="draw one figure or table of the HTML report")
-    s.add_argument("figure", choices=sorted(FIGURES) + list(TABLES))
+    s.add_argument("figure", choices=sorted(FIGURE_NAMES) + list(TABLES))
     s.add_argument("--out", required=True, help="output file (.png/.svg; .html for tables)")
     s.add_argument("--cloud-cover", nargs="*", default=[], help="masks/*_cloud_cover.csv")
     s.add_argument("--pixels", default=None, help="samples/pixels.nc")
