@@ -235,3 +235,18 @@ def test_real_gpvae_resume_reproduces(pixels, tmp_path):
     a, b = (_weights(tmp_path / d / "checkpoint.pt") for d in ("straight", "killed"))
     assert all(torch.equal(a[k], b[k]) for k in a)
     pd.testing.assert_frame_equal(_metrics(tmp_path / "straight"), _metrics(tmp_path / "killed"))
+
+
+def test_run_id_ignores_resource_settings_only():
+    """in_memory_mb / num_workers change speed, not results: same run id; lr: another run."""
+    from gpvae.train.loop import run_id
+
+    cfg = {"type": "gpvae", "prior": "markov", "train": {"epochs": 2, "lr": 0.01}}
+    base = run_id("m", cfg)
+    fast = copy.deepcopy(cfg)
+    fast["train"].update(in_memory_mb=0, num_workers=2)
+    assert run_id("m", fast) == base
+    other = copy.deepcopy(cfg)
+    other["train"]["lr"] = 0.02
+    assert run_id("m", other) != base
+    assert cfg["train"] == {"epochs": 2, "lr": 0.01}  # the caller's config is not modified

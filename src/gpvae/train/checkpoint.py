@@ -33,9 +33,18 @@ def versions() -> dict[str, str]:
             "gpytorch": str(gpytorch.__version__)}
 
 
+#: ``train:`` settings that change how fast a run goes, never what it computes: a run (and its
+#: checkpoint) stays the same run when only these change.
+RESOURCE_SETTINGS = ("in_memory_mb", "num_workers")
+
+
 def canonical_config(model_cfg: dict) -> str:
-    """A model config as canonical JSON (sorted keys), for equality checks."""
-    return json.dumps(model_cfg, sort_keys=True, default=str)
+    """A model config as canonical JSON (sorted keys, :data:`RESOURCE_SETTINGS` left out),
+    for equality checks and run ids."""
+    cfg = dict(model_cfg)
+    if isinstance(cfg.get("train"), dict):
+        cfg["train"] = {k: v for k, v in cfg["train"].items() if k not in RESOURCE_SETTINGS}
+    return json.dumps(cfg, sort_keys=True, default=str)
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
