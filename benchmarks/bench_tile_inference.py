@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gpvae.cli import int_or_auto
+
 FULL_TILE_PX = 10980 * 10980
 
 
@@ -83,10 +85,6 @@ def _run_one(checkpoint: str, cubes: dict, masks: dict, args: dict, queue: mp.Qu
         queue.put({"model": Path(checkpoint).parent.name, "error": repr(err)})
 
 
-def _int_or_auto(text: str) -> int | str:
-    return "auto" if text == "auto" else int(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoints", nargs="*", type=Path,
@@ -94,9 +92,9 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=Path("results"))
     parser.add_argument("--tile", default=None, help="tile id (default: the first cube folder)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
-    parser.add_argument("--chunk-px", type=_int_or_auto, default="auto",
+    parser.add_argument("--chunk-px", type=int_or_auto, default="auto",
                         help="window side, or auto (256 on GPU, 64 on CPU)")
-    parser.add_argument("--batch-size", type=_int_or_auto, default="auto",
+    parser.add_argument("--batch-size", type=int_or_auto, default="auto",
                         help="pixels per model call, or auto (65536 on GPU, 4096 on CPU)")
     parser.add_argument("--ref-step", type=float, default=10.0, help="days between ref dates")
     parser.add_argument("--year", type=int, default=None)

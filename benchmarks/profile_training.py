@@ -46,8 +46,7 @@ def _run_one(name: str, model_cfg: dict, pixels: str, batches: int, device: str,
     from gpvae.train.data import (
         BlockSampler,
         PixelDataset,
-        file_bands,
-        file_sensors,
+        dataset_sensor_bands,
         make_loader,
         pin_batch,
     )
@@ -56,9 +55,7 @@ def _run_one(name: str, model_cfg: dict, pixels: str, batches: int, device: str,
 
     settings = train_settings(model_cfg)
     dev = resolve_device(device)
-    available = None if "sensors" in model_cfg else file_sensors(pixels)
-    from gpvae.train.data import sensor_bands_from_config
-    bands = sensor_bands_from_config(model_cfg, available, file_bands(pixels))
+    bands = dataset_sensor_bands(model_cfg, pixels)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     with PixelDataset(pixels, bands, in_memory_mb=settings["in_memory_mb"]) as ds:
         ds.normalisation = ds.compute_normalisation("train")

@@ -24,7 +24,7 @@ def _json(text: str) -> object:
         raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from exc
 
 
-def _int_or_auto(text: str) -> int | str:
+def int_or_auto(text: str) -> int | str:
     """An integer, or the word auto."""
     return "auto" if text == "auto" else int(text)
 
@@ -258,9 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--classifier", required=True)
     s.add_argument("--out", required=True)
     s.add_argument("--year", type=int, default=None)
-    s.add_argument("--chunk-px", type=_int_or_auto, default="auto",
+    s.add_argument("--chunk-px", type=int_or_auto, default="auto",
                    help="window side in pixels, or auto (256 on GPU, 64 on CPU)")
-    s.add_argument("--batch-size", type=_int_or_auto, default="auto",
+    s.add_argument("--batch-size", type=int_or_auto, default="auto",
                    help="pixels per model call, or auto (65536 on GPU, lowered on "
                         "out-of-memory; 4096 on CPU)")
     s.add_argument("--num-samples", type=int, default=32,

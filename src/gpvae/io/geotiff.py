@@ -39,6 +39,18 @@ def read_geotiff(path: Path, *, window: rasterio.windows.Window | None = None,
     ``grid_check`` is called with the file's grid (crs, transform, height, width) before the
     read, from the same open (callers check grids without opening the file twice).
     """
+    return read_geotiff_resampled(path, window=window, out_shape=out_shape,
+                                  resamplings=(resampling,), grid_check=grid_check)[0]
+
+
+def read_geotiff_resampled(path: Path, *, window: rasterio.windows.Window | None,
+                           out_shape: tuple[int, int] | None,
+                           resamplings: Sequence[Resampling],
+                           grid_check: Callable[[tuple], None] | None = None
+                           ) -> list[np.ndarray]:
+    """Band 1 of a GeoTIFF read once per resampling method, from one open of the file (GDAL
+    decodes its blocks once; its block cache serves the later reads); ``grid_check`` as in
+    :func:`read_geotiff`."""
     path = Path(path)
     if not path.is_file():
         raise InputError("raster file not found", file=path,
@@ -46,22 +58,6 @@ def read_geotiff(path: Path, *, window: rasterio.windows.Window | None = None,
     with rasterio.open(path) as src:
         if grid_check is not None:
             grid_check((src.crs, src.transform, src.height, src.width))
-        return src.read(1, window=window, out_shape=out_shape, resampling=resampling)
-
-
-def read_geotiff_resampled(path: Path, *, window: rasterio.windows.Window | None,
-                           out_shape: tuple[int, int], resamplings: Sequence[Resampling]
-                           ) -> list[np.ndarray]:
-    """Band 1 of a GeoTIFF read once per resampling method, from one open of the file.
-
-    Equal to :func:`read_geotiff` called once per method; opening the file once lets GDAL
-    decode its blocks once (its block cache serves the later reads).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("raster file not found", file=path,
-                         fix="check the product is complete (re-download or re-extract it)")
-    with rasterio.open(path) as src:
         return [src.read(1, window=window, out_shape=out_shape, resampling=r)
                 for r in resamplings]
 

@@ -82,6 +82,13 @@ def sensor_bands_from_config(model_cfg: dict, available: list[str] | None = None
     return out
 
 
+def dataset_sensor_bands(model_cfg: dict, pixels: str | os.PathLike) -> dict[str, list[str]]:
+    """Sensors and bands a model uses on the pixel dataset ``pixels`` (its sensors and bands
+    are the defaults of :func:`sensor_bands_from_config`)."""
+    available = None if "sensors" in model_cfg else file_sensors(pixels)
+    return sensor_bands_from_config(model_cfg, available, file_bands(pixels))
+
+
 def year_origin(years: np.ndarray) -> np.ndarray:
     """Days since EPOCH of January 1 of each year, float64."""
     jan1 = (np.asarray(years, dtype=np.int64) - 1970).astype("datetime64[Y]")
@@ -126,6 +133,7 @@ class PixelDataset(Dataset):
         self.path = Path(path)
         self.in_memory_mb = in_memory_mb
         self._cache: dict[str, np.ndarray] = {}
+        self._on_disk: set[str] = set()  # sensors too large for in_memory_mb
         self.sensor_bands = {s: list(b) for s, b in sensor_bands.items()}
         self.normalisation = normalisation
         self._ds: xr.Dataset | None = None
@@ -228,10 +236,12 @@ class PixelDataset(Dataset):
 
     def _in_memory(self, sensor: str) -> np.ndarray | None:
         """The sensor's selected bands for all samples, when within ``in_memory_mb``."""
+        if sensor in self._on_disk:
+            return None
         if sensor not in self._cache:
             data = self._dataset()[f"values_{sensor}"]
-            mb = data.size * data.dtype.itemsize / 2**20
-            if mb > self.in_memory_mb:
+            if data.size * data.dtype.itemsize / 2**20 > self.in_memory_mb:
+                self._on_disk.add(sensor)
                 return None
             self._cache[sensor] = np.ascontiguousarray(data.values[..., self.band_index[sensor]])
         return self._cache[sensor]

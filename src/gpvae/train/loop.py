@@ -31,11 +31,9 @@ from gpvae.train.checkpoint import (
 from gpvae.train.data import (
     BlockSampler,
     PixelDataset,
-    file_bands,
-    file_sensors,
+    dataset_sensor_bands,
     make_loader,
     pin_batch,
-    sensor_bands_from_config,
 )
 from gpvae.train.device import (
     autocast,
@@ -144,8 +142,7 @@ def train_model(pixels: Path, model_name: str, model_cfg: dict, out_dir: Path, *
     out_dir = Path(out_dir)
     ckpt_path = out_dir / "checkpoint.pt"
     settings = train_settings(model_cfg)
-    available = None if "sensors" in model_cfg else file_sensors(pixels)
-    sensor_bands = sensor_bands_from_config(model_cfg, available, file_bands(pixels))
+    sensor_bands = dataset_sensor_bands(model_cfg, pixels)
     state = None
     if resume and ckpt_path.exists():
         state = read_checkpoint(ckpt_path)
