@@ -49,7 +49,7 @@ MB = 1e6
 MIB = 2.0**20
 #: Modules a stage imports lazily inside its CLI command (imported before the clock starts).
 STAGE_MODULES = {
-    "extract": ["gpvae.io.readers", "gpvae.preprocess.extract"],
+    "extract": ["gpvae.io.readers", "gpvae.io.extract"],
     "mask": ["gpvae.preprocess.mask"],
     "sample": ["gpvae.preprocess.sample"],
 }
@@ -290,7 +290,7 @@ def load_config(path: Path) -> dict:
     from gpvae.config import validate_config
 
     return validate_config(yaml.safe_load(Path(path).read_text()),
-                           REPO / "workflow" / "schemas" / "config.schema.yaml")
+                           REPO / "src" / "gpvae" / "schema" / "config.schema.yaml")
 
 
 def _nc_vars(path: Path, wanted: list[str]) -> list[str]:
@@ -303,8 +303,8 @@ def _nc_vars(path: Path, wanted: list[str]) -> list[str]:
 
 def extract_stage(cfg: dict, scene: Path, tile: str, sensor: str, out: Path) -> Stage:
     """The extract job of one tile and sensor, with the files it reads."""
-    from gpvae.io.bands import S2_BANDS
     from gpvae.io.s1tiling import find_s1tiling_images
+    from gpvae.io.sensors import S2_BANDS
     from gpvae.io.theia import find_theia_products
 
     e = cfg["extract"]

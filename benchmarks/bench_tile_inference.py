@@ -65,7 +65,7 @@ def _run_one(checkpoint: str, cubes: dict, masks: dict, args: dict, queue: mp.Qu
     import torch
 
     from gpvae.evaluate.tile import cost_path, predict_tile
-    from gpvae.train.checkpoint import load_model
+    from gpvae.models.build import load_model
 
     ref_days = np.arange(0.0, 365.0, args["ref_step"])
     try:

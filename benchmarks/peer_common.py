@@ -15,10 +15,10 @@ import xarray as xr
 
 from gpvae import to_days
 from gpvae.config import load_config
+from gpvae.data.dataset import year_origin
 from gpvae.evaluate.gapfill_metrics import gaussian_crps, mae, rmse
 from gpvae.evaluate.hiding import make_hidden, open_hidden
 from gpvae.io.pixels import open_pixels
-from gpvae.train.data import year_origin
 
 #: Days in the longest year: the regular grid covers [0, ceil(366 / step) * step) days.
 YEAR_DAYS = 366.0
@@ -73,7 +73,7 @@ def prepare_demo(pixels: Path, hidden: Path, config: Path, work: Path) -> dict:
 def prepare_worldcereal(table: Path, config: Path, work: Path) -> dict | None:
     """The WorldCereal spec: the table converted with exactly the example config's table and
     sample settings, then hidden with its gapfill settings (None when the table is absent)."""
-    from gpvae.io.tables import table_to_pixels
+    from gpvae.preprocess.table import table_to_pixels
 
     if not table.exists():
         return None

@@ -42,15 +42,15 @@ def _run_one(name: str, model_cfg: dict, pixels: str, batches: int, device: str,
     import torch
     from pyinstrument import Profiler
 
-    from gpvae.models.build import build_model
-    from gpvae.train.data import (
+    from gpvae.data.dataset import (
         BlockSampler,
         PixelDataset,
         dataset_sensor_bands,
         make_loader,
         pin_batch,
     )
-    from gpvae.train.device import autocast, resolve_device, seed_everything
+    from gpvae.device import autocast, resolve_device, seed_everything
+    from gpvae.models.build import build_model
     from gpvae.train.loop import train_settings
 
     settings = train_settings(model_cfg)

@@ -26,8 +26,8 @@ import shapely
 import xarray as xr
 
 import gpvae
-from gpvae.io.bands import S2_BANDS
 from gpvae.io.sen2cor import write_sen2cor_product
+from gpvae.io.sensors import S2_BANDS
 from gpvae.io.stac import EARTH_SEARCH_KEYS
 from gpvae.scene import phenology, sar
 from gpvae.scene.config import scene_config

@@ -12,7 +12,7 @@ from gpvae.config import load_config, validate_config
 from gpvae.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
-SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA = ROOT / "src" / "gpvae" / "schema" / "config.schema.yaml"
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from fixtures_pixels import write_pixels
 
 from gpvae.evaluate.embed import embed_pixels, embed_raw_linear, interp_linear
 from gpvae.evaluate.inference import iterate_pixels, latent_at
-from gpvae.train.checkpoint import load_model
+from gpvae.models.build import load_model
 from gpvae.train.loop import train_model
 
 REF = np.arange(0.0, 365.0, 10.0)

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from gpvae.errors import InputError
-from gpvae.io.bands import S2_10M, S2_BANDS
 from gpvae.io.cube import cube_grid, open_cube
+from gpvae.io.extract import extract_s1tiling, extract_s2_theia
 from gpvae.io.s1tiling import write_s1tiling_image
+from gpvae.io.sensors import S2_10M, S2_BANDS
 from gpvae.io.theia import write_theia_product
-from gpvae.preprocess.extract import extract_s1tiling, extract_s2_theia
 
 CRS = "EPSG:32631"
 TRANSFORM = affine.Affine(10.0, 0.0, 300000.0, 0.0, -10.0, 4800080.0)

@@ -8,9 +8,9 @@ import xarray as xr
 from fixtures_pixels import write_pixels
 
 from gpvae import to_days
+from gpvae.data.dataset import PixelDataset, year_origin
 from gpvae.evaluate.hiding import hide_series, make_hidden, open_hidden
 from gpvae.evaluate.inference import iterate_pixels
-from gpvae.train.data import PixelDataset, year_origin
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import xarray as xr
 from gpvae.errors import InputError
 from gpvae.io.cube import open_cube
 from gpvae.io.generic import extract_generic
-from gpvae.preprocess.quality import invalid_from_quality
+from gpvae.io.quality import invalid_from_quality
 
 NT, NY, NX = 4, 6, 8
 

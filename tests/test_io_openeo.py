@@ -11,8 +11,8 @@ import pytest
 from gpvae.errors import InputError
 from gpvae.io.cube import open_cube
 from gpvae.io.openeo import extract_openeo
+from gpvae.io.quality import invalid_from_quality
 from gpvae.io.sar import linear_to_db
-from gpvae.preprocess.quality import invalid_from_quality
 
 REAL = Path(__file__).parents[2] / "shared" / "data" / "real" / "openeo_gfmap"
 

@@ -8,13 +8,13 @@ import pytest
 
 from gpvae.errors import InputError
 from gpvae.io.cube import open_cube
+from gpvae.io.quality import invalid_from_quality
 from gpvae.io.sen2cor import (
     extract_s2_sen2cor,
     find_sen2cor_products,
     parse_mtd_msil2a,
     write_sen2cor_product,
 )
-from gpvae.preprocess.quality import invalid_from_quality
 
 H = W = 16
 CRS = "EPSG:32631"

@@ -11,7 +11,7 @@ import pytest
 from gpvae.errors import InputError
 from gpvae.io.pixels import open_pixels
 from gpvae.io.sar import encode_db_uint16, linear_to_db
-from gpvae.io.tables import table_to_pixels
+from gpvae.preprocess.table import table_to_pixels
 
 WORLDCEREAL = (Path(__file__).parents[2] / "shared" / "data" / "real" / "worldcereal"
                / "worldcereal_public_extractions_2017.parquet")

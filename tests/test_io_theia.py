@@ -8,7 +8,7 @@ import pytest
 import rasterio
 
 from gpvae.errors import InputError
-from gpvae.io.bands import S2_10M, S2_BANDS, theia_band_name
+from gpvae.io.sensors import S2_10M, S2_BANDS, theia_band_name
 from gpvae.io.theia import (
     find_theia_products,
     parse_theia_name,

@@ -9,7 +9,7 @@ import pytest
 import xarray as xr
 
 from gpvae.errors import InputError
-from gpvae.preprocess.quality import DEFAULT_SCL_INVALID, invalid_from_quality
+from gpvae.io.quality import DEFAULT_SCL_INVALID, invalid_from_quality
 
 SHAPE = (3, 5, 7)
 

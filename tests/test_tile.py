@@ -18,10 +18,10 @@ from gpvae.evaluate.downstream import EmbeddingTable, make_classifier, save_clas
 from gpvae.evaluate.tile import auto_sizes, mid_index, predict_pixels, predict_tile, read_ahead
 from gpvae.evaluate.tile_geotiff import ScatterMoments, quicklook_paths
 from gpvae.evaluate.tile_inputs import TileInputs
-from gpvae.io.bands import S1_BANDS, S2_BANDS
 from gpvae.io.cube import open_cube, write_cube
 from gpvae.io.maskfile import mask_writer
-from gpvae.train.checkpoint import load_model
+from gpvae.io.sensors import S1_BANDS, S2_BANDS
+from gpvae.models.build import load_model
 from gpvae.train.loop import train_model
 
 H, W = 37, 29  # not divisible by the chunk size 16

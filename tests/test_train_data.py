@@ -1,4 +1,4 @@
-"""Pixel dataset reading, transforms, normalisation and batching (gpvae.train.data/normalise)."""
+"""Pixel dataset reading, transforms, normalisation and batching (gpvae.data.dataset/normalise)."""
 
 from __future__ import annotations
 
@@ -10,15 +10,15 @@ import xarray as xr
 from fixtures_pixels import S1_BANDS, S2_BANDS, write_pixels
 
 from gpvae import to_days
-from gpvae.errors import InputError
-from gpvae.train.data import (
+from gpvae.data.dataset import (
     BlockSampler,
     PixelDataset,
     compact_series,
     sensor_bands_from_config,
     year_origin,
 )
-from gpvae.train.normalise import Normalisation, RunningMoments, from_db, to_db
+from gpvae.data.normalise import Normalisation, RunningMoments, from_db, to_db
+from gpvae.errors import InputError
 
 BANDS = {"S2": S2_BANDS, "S1_ASC": S1_BANDS, "S1_DES": S1_BANDS}
 

@@ -14,9 +14,10 @@ from fixtures_pixels import write_pixels
 from torch import nn
 
 import gpvae.models.build
+from gpvae.data.checkpoint import read_checkpoint
 from gpvae.errors import InputError
+from gpvae.models.build import load_model
 from gpvae.models.vae import ElboTerms
-from gpvae.train.checkpoint import load_model, read_checkpoint
 from gpvae.train.loop import train_model
 
 TIMING = ["seconds"]

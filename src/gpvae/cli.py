@@ -56,7 +56,7 @@ def _cmd_mask(a: argparse.Namespace) -> None:
 
 
 def _cmd_table(a: argparse.Namespace) -> None:
-    from gpvae.io.tables import table_to_pixels
+    from gpvae.preprocess.table import table_to_pixels
 
     spec = dict(a.spec)
     table = spec.pop("table")

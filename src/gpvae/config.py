@@ -11,8 +11,8 @@ import yaml
 
 from gpvae.errors import InputError
 
-#: The schema shipped with the workflow (workflow/schemas/config.schema.yaml).
-DEFAULT_SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+#: The configuration schema, shipped with the package (gpvae/schema/config.schema.yaml).
+DEFAULT_SCHEMA = Path(__file__).resolve().parent / "schema" / "config.schema.yaml"
 
 
 def _with_defaults(validator_class: type) -> type:

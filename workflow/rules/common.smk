@@ -11,7 +11,7 @@ if SRC not in sys.path:
 from gpvae.config import validate_config  # noqa: E402
 
 validate_config(
-    config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+    config, Path(workflow.basedir) / "src" / "gpvae" / "schema" / "config.schema.yaml"
 )
 
 R = config["results"]

@@ -20,12 +20,12 @@ from tqdm.auto import tqdm
 
 import gpvae
 from gpvae import to_days
+from gpvae.data.dataset import year_origin
 from gpvae.errors import InputError
 from gpvae.evaluate.inference import has_observation, iterate_pixels, latent_at, latent_method
 from gpvae.io.atomic import atomic_path
 from gpvae.io.pixels import open_pixels
-from gpvae.train.checkpoint import load_model
-from gpvae.train.data import year_origin
+from gpvae.models.build import load_model
 
 log = logging.getLogger(__name__)
 

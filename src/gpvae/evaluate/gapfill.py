@@ -30,6 +30,8 @@ from tqdm.auto import tqdm
 
 import gpvae
 from gpvae import to_days
+from gpvae.data.dataset import compact_series, year_origin
+from gpvae.device import resolve_device
 from gpvae.errors import InputError
 from gpvae.evaluate.embed import interp_linear
 from gpvae.evaluate.gapfill_metrics import gapfill_scores
@@ -39,9 +41,7 @@ from gpvae.evaluate.inference import iterate_pixels, observations_at
 from gpvae.evaluate.tidy import metric_rows, write_tidy_csv
 from gpvae.io.atomic import atomic_path
 from gpvae.io.pixels import open_pixels
-from gpvae.train.checkpoint import load_model
-from gpvae.train.data import compact_series, year_origin
-from gpvae.train.device import resolve_device
+from gpvae.models.build import load_model
 
 log = logging.getLogger(__name__)
 

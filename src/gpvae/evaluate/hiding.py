@@ -24,10 +24,10 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from gpvae import to_days
+from gpvae.data.dataset import year_origin
 from gpvae.errors import InputError
 from gpvae.io.atomic import atomic_path
 from gpvae.io.pixels import open_pixels
-from gpvae.train.data import year_origin
 
 log = logging.getLogger(__name__)
 

@@ -19,11 +19,11 @@ import torch
 import xarray as xr
 from tqdm.auto import tqdm
 
+from gpvae.data.batch import Batch
+from gpvae.data.dataset import PixelDataset, compact_series
+from gpvae.data.normalise import Normalisation, transform_name
+from gpvae.device import fixed_rng
 from gpvae.errors import InputError
-from gpvae.models.batch import Batch
-from gpvae.train.data import PixelDataset, compact_series
-from gpvae.train.device import fixed_rng
-from gpvae.train.normalise import Normalisation, transform_name
 
 log = logging.getLogger(__name__)
 

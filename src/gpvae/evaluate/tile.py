@@ -28,6 +28,8 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 import gpvae
+from gpvae.data.batch import Batch
+from gpvae.data.dataset import compact_series
 from gpvae.errors import InputError
 from gpvae.evaluate.downstream import load_classifier
 from gpvae.evaluate.inference import (
@@ -42,9 +44,7 @@ from gpvae.evaluate.tile_inputs import TileInputs
 from gpvae.io.atomic import atomic_path
 from gpvae.io.cube import spatial_ref
 from gpvae.io.ncstream import VarSpec, stream_netcdf
-from gpvae.models.batch import Batch
-from gpvae.train.checkpoint import load_model
-from gpvae.train.data import compact_series
+from gpvae.models.build import load_model
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

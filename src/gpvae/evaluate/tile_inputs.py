@@ -18,10 +18,10 @@ import rasterio.crs
 import xarray as xr
 
 from gpvae import to_days
+from gpvae.data.dataset import year_origin
 from gpvae.errors import InputError
 from gpvae.io.cube import cube_grid, open_cube
 from gpvae.io.maskfile import open_mask
-from gpvae.train.data import year_origin
 
 log = logging.getLogger(__name__)
 

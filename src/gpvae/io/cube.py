@@ -16,8 +16,8 @@ import xarray as xr
 
 import gpvae
 from gpvae.errors import InputError
-from gpvae.io.bands import SENSOR_BANDS, SENSOR_RADIOMETRY
 from gpvae.io.ncstream import VarSpec, stream_netcdf
+from gpvae.io.sensors import SENSOR_BANDS, SENSOR_RADIOMETRY
 
 #: Per-date coordinates and their dtype / default value.
 PER_DATE: dict[str, tuple[type, object]] = {

@@ -24,14 +24,14 @@ import xarray as xr
 from tqdm import tqdm
 
 from gpvae.errors import InputError
-from gpvae.io.bands import SENSOR_BANDS, SENSOR_RADIOMETRY
 from gpvae.io.cube import cube_writer
+from gpvae.io.quality import QUALITY_KINDS, any_bit_set, in_classes
 from gpvae.io.sar import sar_to_linear
-from gpvae.preprocess.quality import QUALITY_KINDS, any_bit_set, in_classes
-from gpvae.preprocess.window import aoi_window, in_date_range, window_transform
+from gpvae.io.sensors import SENSOR_BANDS, SENSOR_RADIOMETRY
+from gpvae.io.window import aoi_window, in_date_range, window_transform
 
 if TYPE_CHECKING:
-    from gpvae.preprocess.extract import AOI
+    from gpvae.io.extract import AOI
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ Decoder = Callable[[str, np.ndarray], np.ndarray]
 
 @dataclasses.dataclass(frozen=True)
 class MaskRule:
-    """Quality variable and its rule: kind (see gpvae.preprocess.quality) and invalid list."""
+    """Quality variable and its rule: kind (see gpvae.io.quality) and invalid list."""
 
     variable: str
     kind: str

@@ -18,12 +18,12 @@ import numpy as np
 import xarray as xr
 
 from gpvae.errors import InputError
-from gpvae.io.bands import SENSOR_BANDS
 from gpvae.io.generic import Decoder, MaskRule, extract_cube_dataset, open_any_cube
 from gpvae.io.sar import sar_to_linear
+from gpvae.io.sensors import SENSOR_BANDS
 
 if TYPE_CHECKING:
-    from gpvae.preprocess.extract import AOI
+    from gpvae.io.extract import AOI
 
 #: Band variable name patterns; group ``band`` is the canonical band / polarisation.
 OPENEO_S2_VAR = re.compile(r"^(?:S2-L2A-)?(?P<band>B\d\d|B8A|SCL)$")

@@ -38,12 +38,12 @@ def extract_cube(fmt: str, sensor: str, src: str | Path, tile: str, out: Path, *
     common = {"aoi": aoi, "start": start, "end": end}
     src_path = Path(src)
     if fmt == "theia":
-        from gpvae.preprocess.extract import extract_s2_theia
+        from gpvae.io.extract import extract_s2_theia
 
         return extract_s2_theia(src_path, tile, out, bands=bands,
                                 product=opts.get("product", "FRE"), **common)
     if fmt == "s1tiling":
-        from gpvae.preprocess.extract import extract_s1tiling
+        from gpvae.io.extract import extract_s1tiling
 
         return extract_s1tiling(src_path, tile, sensor.split("_", 1)[1], out, **common)
     if fmt == "sen2cor":

@@ -21,8 +21,8 @@ from rasterio.windows import Window
 
 from gpvae.errors import InputError
 from gpvae.io.atomic import atomic_path
-from gpvae.io.bands import s1tiling_tile
 from gpvae.io.geotiff import read_geotiff, write_geotiff
+from gpvae.io.sensors import s1tiling_tile
 
 #: Image name; groups: platform, tile, pol, direction, orbit, date, time.
 S1TILING_NAME = re.compile(

@@ -30,10 +30,10 @@ from tqdm.auto import tqdm
 
 from gpvae.errors import InputError
 from gpvae.io.atomic import atomic_path
-from gpvae.io.bands import S2_10M, S2_BANDS, SENSOR_RADIOMETRY
 from gpvae.io.cube import cube_writer
-from gpvae.preprocess.extract import AOI, one_per_day
-from gpvae.preprocess.window import aoi_window, in_date_range, window_transform
+from gpvae.io.extract import AOI, one_per_day
+from gpvae.io.sensors import S2_10M, S2_BANDS, SENSOR_RADIOMETRY
+from gpvae.io.window import aoi_window, in_date_range, window_transform
 
 log = logging.getLogger(__name__)
 
@@ -373,7 +373,7 @@ def write_l2a_cube(scenes: list[L2AScene], tile: str, out: Path, *, bands: list[
 
     valid = every band has data (DN != 0) and SCL != 0; ``quality`` = SCL (nearest to 10 m,
     ``quality_kind = scl``: the mask stage applies the invalid classes). Duplicate days: the
-    scene with more valid SCL pixels in the AOI is kept (gpvae.preprocess.extract.one_per_day).
+    scene with more valid SCL pixels in the AOI is kept (gpvae.io.extract.one_per_day).
     """
     ref_band = next((b for b in bands if b in S2_10M), None)
     if ref_band is None:

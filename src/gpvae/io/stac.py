@@ -25,10 +25,10 @@ from gpvae.io.sen2cor import (
     l2a_radiometry,
     write_l2a_cube,
 )
-from gpvae.preprocess.window import in_date_range
+from gpvae.io.window import in_date_range
 
 if TYPE_CHECKING:
-    from gpvae.preprocess.extract import AOI
+    from gpvae.io.extract import AOI
 
 log = logging.getLogger(__name__)
 

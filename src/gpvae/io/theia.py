@@ -25,8 +25,8 @@ from rasterio.windows import Window
 
 from gpvae.errors import InputError
 from gpvae.io.atomic import atomic_path
-from gpvae.io.bands import S2_10M, S2_BANDS, theia_band_name
 from gpvae.io.geotiff import raster_grid, read_geotiff, read_geotiff_resampled, write_geotiff
+from gpvae.io.sensors import S2_10M, S2_BANDS, theia_band_name
 
 log = logging.getLogger(__name__)
 

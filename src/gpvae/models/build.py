@@ -1,13 +1,18 @@
-"""Build a model from one entry of the config's ``models:`` mapping, validating every key."""
+"""Build a model from one entry of the config's ``models:`` mapping (validating every key), or
+rebuild a trained one from its checkpoint (:func:`load_model`)."""
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 from typing import Any
 
 import torch
 
+from gpvae.data.checkpoint import read_checkpoint
+from gpvae.data.normalise import Normalisation
+from gpvae.device import resolve_device
 from gpvae.errors import InputError
 from gpvae.models.decoders import MLPDecoder
 from gpvae.models.encoders import SinusoidalTimeEncoding, SiteEncoder
@@ -213,3 +218,26 @@ def build_model(cfg: dict, sensor_bands: dict[str, list[str]], name: str | None 
     log.info("built model %s (%s): %d parameters, sensors %s", name or "", kind,
              sum(p.numel() for p in model.parameters()), cfg["sensors"])
     return model
+
+
+def load_model(checkpoint: str | os.PathLike, device: str | torch.device = "auto"
+               ) -> tuple[torch.nn.Module, dict]:
+    """Rebuild a trained model from a checkpoint; returns ``(model in eval mode, meta)``.
+
+    ``meta`` holds ``model_name``, ``model_cfg``, ``sensor_bands``, ``normalisation`` (a
+    :class:`~gpvae.data.normalise.Normalisation`), ``epoch``, ``best_val``, ``versions``.
+    """
+    state = read_checkpoint(checkpoint)
+    model = build_model(state["model_cfg"], state["sensor_bands"])
+    try:
+        model.load_state_dict(state["model_state"])
+    except RuntimeError as err:
+        raise InputError(f"checkpoint weights do not fit the model built from its config "
+                         f"({err})", file=checkpoint, field="model_state",
+                         fix="use the gpvae version that wrote it: "
+                         f"{state.get('versions', {})}") from err
+    model.to(resolve_device(device)).eval()
+    meta = {k: state.get(k) for k in ("model_name", "model_cfg", "sensor_bands", "epoch",
+                                      "best_val", "best_epoch", "versions")}
+    meta["normalisation"] = Normalisation.from_dict(state["normalisation"])
+    return model, meta

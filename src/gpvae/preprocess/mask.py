@@ -19,7 +19,7 @@ from gpvae.errors import InputError
 from gpvae.io.atomic import atomic_path
 from gpvae.io.cube import no_chunk_cache, open_cube
 from gpvae.io.maskfile import mask_writer
-from gpvae.preprocess.quality import DEFAULT_SCL_INVALID, cube_quality_kind, quality_invalid
+from gpvae.io.quality import DEFAULT_SCL_INVALID, cube_quality_kind, quality_invalid
 
 log = logging.getLogger(__name__)
 #: Memory budget of one block of dates in the mask stage (bytes; see dates_per_block).

@@ -16,9 +16,9 @@ from tqdm import tqdm
 import gpvae
 from gpvae.errors import InputError
 from gpvae.io.atomic import atomic_path
-from gpvae.io.bands import S2_10M, S2_BANDS
 from gpvae.io.cube import write_cube
 from gpvae.io.s1tiling import write_s1tiling_image
+from gpvae.io.sensors import S2_10M, S2_BANDS
 from gpvae.io.theia import write_theia_product
 from gpvae.scene import acquisitions, clouds, parcels, phenology, sar, spectra, weather
 from gpvae.scene.config import SceneConfig

@@ -10,7 +10,7 @@ import dataclasses
 
 import numpy as np
 
-from gpvae.io.bands import S2_BANDS
+from gpvae.io.sensors import S2_BANDS
 from gpvae.scene.phenology import Fractions
 from gpvae.scene.weather import M_RES, M_SAT
 

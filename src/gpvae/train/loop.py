@@ -20,22 +20,21 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from gpvae.errors import InputError
-from gpvae.io.atomic import atomic_path
-from gpvae.train.checkpoint import (
+from gpvae.data.checkpoint import (
     canonical_config,
     check_same_run,
     read_checkpoint,
     save_checkpoint,
 )
-from gpvae.train.data import (
+from gpvae.data.dataset import (
     BlockSampler,
     PixelDataset,
     dataset_sensor_bands,
     make_loader,
     pin_batch,
 )
-from gpvae.train.device import (
+from gpvae.data.normalise import Normalisation
+from gpvae.device import (
     autocast,
     fixed_rng,
     get_rng_state,
@@ -43,7 +42,8 @@ from gpvae.train.device import (
     seed_everything,
     set_rng_state,
 )
-from gpvae.train.normalise import Normalisation
+from gpvae.errors import InputError
+from gpvae.io.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 

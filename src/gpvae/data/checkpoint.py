@@ -2,7 +2,8 @@
 
 Saved with ``torch.save`` through :func:`gpvae.io.atomic.atomic_path` and read with
 ``weights_only=True`` (plain containers and tensors only), so a checkpoint is safe to load and
-loadable with no code edits: :func:`load_model` rebuilds the model from the stored config.
+loadable with no code edits: :func:`gpvae.models.build.load_model` rebuilds the model from
+the stored config.
 """
 
 from __future__ import annotations
@@ -16,8 +17,6 @@ import torch
 import gpvae
 from gpvae.errors import InputError
 from gpvae.io.atomic import atomic_path
-from gpvae.train.device import resolve_device
-from gpvae.train.normalise import Normalisation
 
 FORMAT = "gpvae-checkpoint"
 FORMAT_VERSION = 1
@@ -92,28 +91,3 @@ def check_same_run(state: dict, model_name: str, model_cfg: dict, *, file: objec
                          f"{canonical_config(state['model_cfg'])}, now "
                          f"{canonical_config(model_cfg)}", file=file, field="model_cfg",
                          fix="delete the checkpoint (or train without resume) to start over")
-
-
-def load_model(checkpoint: str | os.PathLike, device: str | torch.device = "auto"
-               ) -> tuple[torch.nn.Module, dict]:
-    """Rebuild a trained model from a checkpoint; returns ``(model in eval mode, meta)``.
-
-    ``meta`` holds ``model_name``, ``model_cfg``, ``sensor_bands``, ``normalisation`` (a
-    :class:`~gpvae.train.normalise.Normalisation`), ``epoch``, ``best_val``, ``versions``.
-    """
-    from gpvae.models.build import build_model
-
-    state = read_checkpoint(checkpoint)
-    model = build_model(state["model_cfg"], state["sensor_bands"])
-    try:
-        model.load_state_dict(state["model_state"])
-    except RuntimeError as err:
-        raise InputError(f"checkpoint weights do not fit the model built from its config "
-                         f"({err})", file=checkpoint, field="model_state",
-                         fix="use the gpvae version that wrote it: "
-                         f"{state.get('versions', {})}") from err
-    model.to(resolve_device(device)).eval()
-    meta = {k: state.get(k) for k in ("model_name", "model_cfg", "sensor_bands", "epoch",
-                                      "best_val", "best_epoch", "versions")}
-    meta["normalisation"] = Normalisation.from_dict(state["normalisation"])
-    return model, meta

@@ -19,7 +19,6 @@ import rasterio
 from tqdm.auto import tqdm
 
 from gpvae.errors import InputError
-from gpvae.io.bands import S2_BANDS, SENSOR_RADIOMETRY
 from gpvae.io.cube import cube_writer
 from gpvae.io.geotiff import raster_grid, read_geotiff
 from gpvae.io.s1tiling import (
@@ -28,8 +27,9 @@ from gpvae.io.s1tiling import (
     group_s1tiling_images,
     read_s1tiling_acquisition,
 )
+from gpvae.io.sensors import S2_BANDS, SENSOR_RADIOMETRY
 from gpvae.io.theia import TheiaProduct, find_theia_products, read_theia_product, theia_grid
-from gpvae.preprocess.window import aoi_window, in_date_range, window_transform
+from gpvae.io.window import aoi_window, in_date_range, window_transform
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

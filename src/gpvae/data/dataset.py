@@ -19,15 +19,15 @@ import xarray as xr
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from gpvae import to_days
-from gpvae.errors import InputError
-from gpvae.models.batch import Batch, SensorBatch
-from gpvae.train.normalise import (
+from gpvae.data.batch import Batch, SensorBatch
+from gpvae.data.normalise import (
     Normalisation,
     RunningMoments,
     apply_transform,
     check_values,
     sensor_stats,
 )
+from gpvae.errors import InputError
 
 log = logging.getLogger(__name__)
 
