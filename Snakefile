@@ -14,7 +14,7 @@ include: "workflow/rules/common.smk"
 
 wildcard_constraints:
     tile="|".join(TILES) if TILES else "NO_TILE",
-    sensor="S2|S1_ASC|S1_DES",
+    sensor="|".join(SENSORS) if SENSORS else "NO_SENSOR",
     model="|".join(MODELS) if MODELS else "NO_MODEL",
     features="|".join(FEATURES),
     baseline="|".join(BASELINES) if BASELINES else "NO_BASELINE",

@@ -84,7 +84,7 @@ def prepare_worldcereal(table: Path, config: Path, work: Path) -> dict | None:
     work.mkdir(parents=True, exist_ok=True)
     pixels = work / "worldcereal_pixels.nc"
     table_to_pixels(table, pixels, split_fractions=sample["split"], seed=sample["seed"],
-                    classes=sample.get("classes"), **spec)
+                    classes=sample.get("classes"), span=sample, sensors=cfg["sensors"], **spec)
     g = cfg["gapfill"]
     hidden = make_hidden(pixels, work / "worldcereal_hidden.nc",
                          random_fraction=g["random_fraction"], gap_days=tuple(g["gap_days"]),

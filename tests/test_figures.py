@@ -382,8 +382,11 @@ def test_cli_parser_accepts_the_rule_arguments(tmp_path: Path) -> None:
 
 
 def test_display_bands_fall_back_to_false_colour_and_grey() -> None:
+    from gpvae.io.sensors import builtin
     from gpvae.report.map_figures import display_bands
 
-    assert display_bands(["B02", "B03", "B04", "B08"]) == (["B04", "B03", "B02"], "RGB")
-    assert display_bands(["B04", "B08", "B11"]) == (["B11", "B08", "B04"], "B11/B08/B04")
-    assert display_bands(["B08"]) == (["B08", "B08", "B08"], "B08")
+    s2 = builtin("S2").composites  # the registry's composites, true colour first
+    assert display_bands(["B02", "B03", "B04", "B08"], s2) == (["B04", "B03", "B02"], "RGB")
+    assert display_bands(["B04", "B08", "B11"], s2) == (["B11", "B08", "B04"], "B11/B08/B04")
+    assert display_bands(["B08"], s2) == (["B08", "B08", "B08"], "B08")
+    assert display_bands(["B02", "B03", "B04"]) == (["B02", "B02", "B02"], "B02")

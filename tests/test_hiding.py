@@ -8,7 +8,7 @@ import xarray as xr
 from fixtures_pixels import write_pixels
 
 from gpvae import to_days
-from gpvae.data.dataset import PixelDataset, year_origin
+from gpvae.data.dataset import PixelDataset, sample_origin
 from gpvae.evaluate.hiding import hide_series, make_hidden, open_hidden
 from gpvae.evaluate.inference import iterate_pixels
 
@@ -47,7 +47,7 @@ def test_fraction_and_gap(pixels, hidden):
     with xr.open_dataset(hidden) as hds, xr.open_dataset(pixels) as ds:
         start, length = hds["gap_start_day"].values, hds["gap_length_days"].values
         idx = hds["sample"].values
-        t = to_days(ds["time_S2"].values)[None, :] - year_origin(ds["year"].values[idx])[:, None]
+        t = to_days(ds["time_S2"].values)[None, :] - sample_origin(ds, idx)[:, None]
     obs = _observed(pixels, idx)
     hide = h.values.astype(bool)
     assert ((length >= 30) & (length <= 60)).all()

@@ -8,11 +8,12 @@ import pytest
 import rasterio
 
 from gpvae.errors import InputError
-from gpvae.io.sensors import S2_10M, S2_BANDS, theia_band_name
+from gpvae.io.sensors import S2_10M, S2_BANDS
 from gpvae.io.theia import (
     find_theia_products,
     parse_theia_name,
     read_theia_product,
+    theia_band_name,
     theia_product_name,
     write_theia_product,
 )

@@ -61,7 +61,7 @@ class PerDateLinearVAE(nn.Module):
         return {f"noise_std_{s}": float(p.detach().exp().mean()) for s, p in self.log_noise.items()}
 
 
-def _build_standin(cfg, sensor_bands):
+def _build_standin(cfg, sensor_bands, name=None, *, span=None):
     return PerDateLinearVAE(sensor_bands, cfg["latent_dim"])
 
 

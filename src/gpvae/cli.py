@@ -38,12 +38,15 @@ def _cmd_scene(a: argparse.Namespace) -> None:
 
 def _cmd_extract(a: argparse.Namespace) -> None:
     from gpvae.io.readers import extract_cube
+    from gpvae.io.sensors import sensor_registry
 
-    fmt = a.format or ("theia" if a.sensor == "S2" else "s1tiling")
+    sensor = sensor_registry(a.sensors)[a.sensor]
+    fmt = a.format or {"S2": "theia", "S1_ASC": "s1tiling", "S1_DES": "s1tiling"}.get(
+        sensor.name, "generic")
     options = dict(a.options or {})
     if a.product:
         options["product"] = a.product
-    extract_cube(fmt, a.sensor, a.input, a.tile, Path(a.out), bands=a.bands,
+    extract_cube(fmt, sensor, a.input, a.tile, Path(a.out), bands=a.bands,
                  aoi=tuple(a.aoi) if a.aoi else None, start=a.start, end=a.end,
                  options=options)
 
@@ -59,10 +62,11 @@ def _cmd_table(a: argparse.Namespace) -> None:
     from gpvae.preprocess.table import table_to_pixels
 
     spec = dict(a.spec)
-    table = spec.pop("table")
+    table = dict(spec.pop("table"))
     sample = spec.pop("sample")
     table_to_pixels(Path(table.pop("path")), Path(a.out), split_fractions=sample["split"],
-                    seed=sample["seed"], classes=sample.get("classes"), **table)
+                    seed=sample["seed"], classes=sample.get("classes"), span=sample,
+                    sensors=spec.get("sensors"), **table)
 
 
 def _cmd_sample(a: argparse.Namespace) -> None:
@@ -74,7 +78,7 @@ def _cmd_sample(a: argparse.Namespace) -> None:
                   id_field=spec["id_field"], per_class=s["per_class"],
                   per_parcel_cap=s["per_parcel_cap"], erosion_px=s["erosion_px"],
                   split_fractions=s["split"], seed=s["seed"], years=s.get("years"),
-                  classes=s.get("classes"))
+                  classes=s.get("classes"), span=s)
 
 
 def _cmd_train(a: argparse.Namespace) -> None:
@@ -84,27 +88,31 @@ def _cmd_train(a: argparse.Namespace) -> None:
                       resume=not a.no_resume, max_epochs=a.max_epochs)
 
 
-def _ref_days(a: argparse.Namespace):
-    import numpy as np
+def _ref_days(a: argparse.Namespace, span: tuple[float, float] | None):
+    """Reference dates of the options; ``--ref-end`` absent = the end of the data's span."""
+    from gpvae.evaluate.embed import reference_days
 
-    return np.arange(a.ref_start, a.ref_end + 1e-9, a.ref_step, dtype=np.float64)
+    return reference_days(a.ref_start, a.ref_end, a.ref_step, span)
 
 
 def _cmd_embed(a: argparse.Namespace) -> None:
+    from gpvae.data.dataset import dataset_info
     from gpvae.evaluate.embed import embed_pixels, embed_raw_linear
 
+    ref_days = _ref_days(a, dataset_info(Path(a.pixels)).time_range)
     if a.checkpoint:
-        embed_pixels(Path(a.pixels), Path(a.checkpoint), Path(a.out), ref_days=_ref_days(a),
+        embed_pixels(Path(a.pixels), Path(a.checkpoint), Path(a.out), ref_days=ref_days,
                      device=a.device, batch_size=a.batch_size)
     else:
-        embed_raw_linear(Path(a.pixels), Path(a.out), ref_days=_ref_days(a))
+        embed_raw_linear(Path(a.pixels), Path(a.out), ref_days=ref_days, sensor=a.sensor)
 
 
 def _cmd_hide(a: argparse.Namespace) -> None:
     from gpvae.evaluate.hiding import make_hidden
 
     make_hidden(Path(a.pixels), Path(a.out), random_fraction=a.random_fraction,
-                gap_days=tuple(a.gap_days), seed=a.seed, max_samples=a.max_samples)
+                gap_days=tuple(a.gap_days), seed=a.seed, max_samples=a.max_samples,
+                sensor=a.sensor)
 
 
 def _cmd_gapfill(a: argparse.Namespace) -> None:
@@ -127,14 +135,16 @@ def _cmd_classify(a: argparse.Namespace) -> None:
 
 
 def _cmd_predict_tile(a: argparse.Namespace) -> None:
+    from gpvae.data.checkpoint import read_checkpoint
     from gpvae.evaluate.tile import predict_tile
 
     spec = a.inputs
+    span = read_checkpoint(Path(a.checkpoint)).get("span") if a.ref_end is None else None
     predict_tile({k: Path(v) for k, v in spec["cubes"].items()},
                  {k: Path(v) for k, v in spec["masks"].items()}, Path(a.checkpoint),
-                 Path(a.classifier), Path(a.out), ref_days=_ref_days(a), year=a.year,
+                 Path(a.classifier), Path(a.out), ref_days=_ref_days(a, span), year=a.year,
                  chunk_px=a.chunk_px, device=a.device, batch_size=a.batch_size,
-                 num_samples=a.num_samples)
+                 num_samples=a.num_samples, sensor=a.sensor)
 
 
 def _cmd_metrics(a: argparse.Namespace) -> None:
@@ -144,8 +154,10 @@ def _cmd_metrics(a: argparse.Namespace) -> None:
 
 
 def _add_ref_days(s: argparse.ArgumentParser) -> None:
-    s.add_argument("--ref-start", type=float, default=0.0, help="first reference day")
-    s.add_argument("--ref-end", type=float, default=365.0, help="last reference day")
+    s.add_argument("--ref-start", type=float, default=0.0,
+                   help="first reference day (days since each sample's time origin)")
+    s.add_argument("--ref-end", type=float, default=None,
+                   help="last reference day (default: the data's span length)")
     s.add_argument("--ref-step", type=float, default=10.0, help="days between reference dates")
 
 
@@ -162,14 +174,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_scene)
 
     s = sub.add_parser("extract", help="read products into one canonical cube (netCDF)")
-    s.add_argument("--sensor", required=True, choices=["S2", "S1_ASC", "S1_DES"])
+    s.add_argument("--sensor", required=True,
+                   help="a sensor of the registry (built-in or declared in --sensors)")
+    s.add_argument("--sensors", type=_json, default=None,
+                   help="the config's sensor declarations (JSON), when it has any")
     s.add_argument("--input", required=True, help="folder of products")
     s.add_argument("--tile", required=True)
     s.add_argument("--out", required=True)
     s.add_argument("--bands", nargs="*", default=None)
     s.add_argument("--format", default=None,
                    choices=["theia", "sen2cor", "stac", "s1tiling", "openeo", "generic"],
-                   help="input format (default: theia for S2, s1tiling for S1)")
+                   help="input format (default: theia for S2, s1tiling for S1, else generic)")
     s.add_argument("--options", type=_json, default=None,
                    help="format-specific settings as JSON (e.g. the generic band mapping)")
     s.add_argument("--product", default=None, choices=["FRE", "SRE"], help="Theia product")
@@ -213,14 +228,18 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("embed", help="latent embeddings at reference dates (or raw features)")
     s.add_argument("--pixels", required=True)
     s.add_argument("--checkpoint", default=None,
-                   help="trained model; without it: linearly interpolated raw S2 bands")
+                   help="trained model; without it: linearly interpolated raw bands")
+    s.add_argument("--sensor", default=None,
+                   help="raw reference: sensor (default: the first optical or index sensor)")
     s.add_argument("--out", required=True)
     s.add_argument("--device", default="auto")
     s.add_argument("--batch-size", type=int, default=512)
     _add_ref_days(s)
     s.set_defaults(func=_cmd_embed)
 
-    s = sub.add_parser("hide", help="the gap-filling protocol: which S2 values to hide")
+    s = sub.add_parser("hide", help="the gap-filling protocol: which values to hide")
+    s.add_argument("--sensor", default=None,
+                   help="sensor to hide (default: the first optical or index sensor)")
     s.add_argument("--pixels", required=True)
     s.add_argument("--out", required=True)
     s.add_argument("--random-fraction", type=float, default=0.2)
@@ -229,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-samples", type=int, default=None)
     s.set_defaults(func=_cmd_hide)
 
-    s = sub.add_parser("gapfill", help="predict hidden S2 values with a model or a baseline")
+    s = sub.add_parser("gapfill", help="predict hidden values with a model or a baseline")
     s.add_argument("--pixels", required=True)
     s.add_argument("--hidden", required=True)
     g = s.add_mutually_exclusive_group(required=True)
@@ -251,7 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--label-fractions", type=float, nargs="+", default=[0.01, 0.1, 1.0])
     s.set_defaults(func=_cmd_classify)
 
-    s = sub.add_parser("predict-tile", help="tile maps: embeddings, gap-filled S2, classes")
+    s = sub.add_parser("predict-tile", help="tile maps: embeddings, gap-filled bands, classes")
+    s.add_argument("--sensor", default=None,
+                   help="gap-filled sensor (default: the model's first optical or index sensor)")
     s.add_argument("--inputs", type=_json, required=True,
                    help='JSON: {"cubes": {sensor: path}, "masks": {sensor: path}}')
     s.add_argument("--checkpoint", required=True)
@@ -264,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pixels per model call, or auto (65536 on GPU, lowered on "
                         "out-of-memory; 4096 on CPU)")
     s.add_argument("--num-samples", type=int, default=32,
-                   help="latent samples decoded for the gap-filled S2 mean and std")
+                   help="latent samples decoded for the gap-filled mean and std")
     s.add_argument("--device", default="auto")
     _add_ref_days(s)
     s.set_defaults(func=_cmd_predict_tile)

@@ -1,8 +1,15 @@
-"""Pipeline configuration: JSON-schema validation with defaults and messages naming the key."""
+"""Pipeline configuration: JSON-schema validation with defaults and messages naming the key.
+
+The schema (``gpvae/schema/config.schema.yaml``, shipped with the package) is the single
+source of every default: the pipeline validates the whole config against it, and library
+calls fill a section's defaults from it (:func:`defaults`, :func:`validate_section`), e.g.
+``build_model({"type": "gpvae"}, ...)`` gets the schema's model defaults.
+"""
 
 from __future__ import annotations
 
 import copy
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -32,16 +39,22 @@ def _with_defaults(validator_class: type) -> type:
 _Validator = _with_defaults(jsonschema.Draft7Validator)
 
 
-def _key(path: Any) -> str:
-    return ".".join(str(p) for p in path) or "<top level>"
+@functools.cache
+def _schema(path: str) -> dict:
+    return yaml.safe_load(Path(path).read_text())
 
 
-def _describe(err: jsonschema.ValidationError, source: str) -> str:
-    key = _key(err.absolute_path)
+def _key(path: Any, prefix: str = "") -> str:
+    key = ".".join(str(p) for p in path)
+    return ".".join(p for p in (prefix, key) if p) or "<top level>"
+
+
+def _describe(err: jsonschema.ValidationError, source: str, prefix: str = "") -> str:
+    key = _key(err.absolute_path, prefix)
     if err.validator == "additionalProperties":
         allowed = sorted(err.schema.get("properties", {}))
         extra = sorted(set(err.instance) - set(allowed)) if isinstance(err.instance, dict) else []
-        names = ", ".join(f"{key}.{e}" if err.absolute_path else e for e in extra)
+        names = ", ".join(f"{key}.{e}" if (err.absolute_path or prefix) else e for e in extra)
         return (f"{source}: unknown key {names}; allowed keys here: {', '.join(allowed)}. "
                 "Fix: correct the spelling or remove the key.")
     if err.validator == "type":
@@ -55,19 +68,100 @@ def _describe(err: jsonschema.ValidationError, source: str) -> str:
     return f"{source}: key '{key}': {err.message}. Fix: change its value."
 
 
+def _validate(instance: Any, schema: dict, source: str, prefix: str = "") -> None:
+    errors = sorted(_Validator(schema).iter_errors(instance),
+                    key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        lines = "\n  - ".join(_describe(e, source, prefix) for e in errors)
+        raise InputError(f"invalid configuration:\n  - {lines}", file=source,
+                         field=prefix or None)
+
+
 def validate_config(cfg: dict, schema_path: str | Path = DEFAULT_SCHEMA,
                     source: str = "config") -> dict:
     """Validate ``cfg`` against the schema, fill defaults in place and return it.
 
     Raises :class:`InputError` listing every problem, each naming the key and the fix.
     """
-    schema = yaml.safe_load(Path(schema_path).read_text())
-    validator = _Validator(schema)
-    errors = sorted(validator.iter_errors(cfg), key=lambda e: list(e.absolute_path))
-    if errors:
-        lines = "\n  - ".join(_describe(e, source) for e in errors)
-        raise InputError(f"invalid configuration:\n  - {lines}", file=source)
+    _validate(cfg, _schema(str(schema_path)), source)
     return cfg
+
+
+def _subschema(ref: str, schema_path: str | Path = DEFAULT_SCHEMA) -> dict:
+    """A schema for the part ``ref`` (a JSON pointer such as ``#/definitions/model``) of the
+    config schema, with the schema's definitions so that its ``$ref``s resolve."""
+    root = _schema(str(schema_path))
+    return {"$schema": root.get("$schema"), "definitions": root.get("definitions", {}),
+            "$ref": ref}
+
+
+def validate_section(instance: Any, ref: str, *, field: str = "", source: object = "config",
+                     schema_path: str | Path = DEFAULT_SCHEMA) -> Any:
+    """Validate one part of a config (e.g. a model, ``ref="#/definitions/model"``) against the
+    schema, fill its defaults in place and return it; errors name ``field.<key>``."""
+    _validate(instance, _subschema(ref, schema_path), str(source), field)
+    return instance
+
+
+def _node(root: dict, pointer: str) -> dict:
+    """The part of ``root`` at a JSON pointer such as ``#/definitions/model``."""
+    node = root
+    for part in pointer.lstrip("#/").split("/"):
+        node = node[part]
+    return node
+
+
+def defaults(ref: str, schema_path: str | Path = DEFAULT_SCHEMA) -> dict:
+    """The schema's defaults of an object part, nested objects included, e.g.
+    ``defaults("#/definitions/model")["train"]["epochs"]``."""
+    root = _schema(str(schema_path))
+
+    def resolve(sub: dict) -> dict:
+        while "$ref" in sub:
+            sub = _node(root, sub["$ref"])
+        return sub
+
+    def fill(sub: dict) -> dict:
+        out = {}
+        for name, prop in resolve(sub).get("properties", {}).items():
+            prop = resolve(prop)
+            if "default" in prop:
+                value = copy.deepcopy(prop["default"])
+                if isinstance(value, dict) and "properties" in prop:
+                    value = {**fill(prop), **value}
+                out[name] = value
+        return out
+
+    return fill(_node(root, ref))
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """A YAML loader that refuses a key given twice in one mapping (YAML keeps the last)."""
+
+
+def _no_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    keys = [loader.construct_object(k, deep=deep) for k, _ in node.value]
+    twice = sorted({str(k) for k in keys if keys.count(k) > 1})
+    if twice:
+        raise InputError(f"key {twice[0]!r} is given twice in one mapping (line "
+                         f"{node.start_mark.line + 1}; e.g. two sensors declaring the same "
+                         "name)", field=twice[0], fix="keep one of them")
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
+
+
+def read_yaml(path: str | Path) -> Any:
+    """Read a YAML file; a key given twice in one mapping is an InputError naming it."""
+    path = Path(path)
+    try:
+        return yaml.load(path.read_text(), Loader=_StrictLoader)
+    except yaml.YAMLError as exc:
+        raise InputError(f"not valid YAML: {exc}", file=path, fix="fix the YAML syntax") from exc
+    except InputError as exc:
+        raise InputError(str(exc.args[0]).split(" | ")[0], file=path, field=exc.field,
+                         fix=exc.fix) from exc
 
 
 def load_config(path: str | Path, schema_path: str | Path = DEFAULT_SCHEMA) -> dict:
@@ -75,8 +169,5 @@ def load_config(path: str | Path, schema_path: str | Path = DEFAULT_SCHEMA) -> d
     path = Path(path)
     if not path.exists():
         raise InputError("config file not found", file=path, fix="pass an existing YAML file")
-    try:
-        cfg = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise InputError(f"not valid YAML: {exc}", file=path, fix="fix the YAML syntax") from exc
+    cfg = read_yaml(path) or {}
     return validate_config(cfg, schema_path, source=str(path))

@@ -9,10 +9,10 @@ if SRC not in sys.path:
     sys.path.insert(0, SRC)
 
 from gpvae.config import validate_config  # noqa: E402
+from gpvae.io.sensors import sensor_registry  # noqa: E402
 
-validate_config(
-    config, Path(workflow.basedir) / "src" / "gpvae" / "schema" / "config.schema.yaml"
-)
+validate_config(config)  # the package's schema: the single source of defaults
+REGISTRY = sensor_registry(config["sensors"])  # built-ins + the config's `sensors:`
 
 R = config["results"]
 TILES = config["tiles"]
@@ -22,20 +22,36 @@ ENV = "../../envs/gpvae.yaml"
 # Machines with only `python3` (no `python` command) get a fallback.
 shell.prefix(
     f"set -euo pipefail; export PYTHONPATH={SRC}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
-    "command -v python >/dev/null || python() {{ python3 \"$@\"; }}; "
+    'command -v python >/dev/null || python() {{ python3 "$@"; }}; '
 )
 
 INPUTS = config["inputs"]
 TABLE = INPUTS.get("table")  # a sample table replaces extract/mask/sample
-if not TABLE and not (INPUTS.get("S2") and INPUTS.get("parcels") and TILES):
-    raise ValueError(
-        "config: give either inputs.table, or tiles + inputs.S2 + inputs.parcels. "
-        "Fix: see config/examples/."
-    )
+#: Keys of `inputs` that are not sensors; every other key names a sensor of the registry
+#: (`S1` stands for S1_<orbit> per orbit direction).
+INPUT_KEYS = ("parcels", "truth", "regions", "table")
 S1_CFG = INPUTS.get("S1") or {}
-SENSORS = ["S2"] + [f"S1_{o}" for o in S1_CFG.get("orbits", [])]
+
+
+def input_sensors():
+    """Sensors of the product inputs, in config order (S1 -> S1_ASC / S1_DES)."""
+    out = []
+    for key, cfg in INPUTS.items():
+        if key in INPUT_KEYS or not cfg:
+            continue
+        out += [f"S1_{o}" for o in cfg.get("orbits", [])] if key == "S1" else [key]
+    return out
+
+
+SENSORS = list(TABLE["columns"].get("bands") or {}) if TABLE else input_sensors()
+if not TABLE and not (SENSORS and INPUTS.get("parcels") and TILES):
+    raise ValueError(
+        "config: give either inputs.table, or tiles + one sensor input (inputs.S2, "
+        "inputs.S1, inputs.<sensor>) + inputs.parcels. Fix: see config/examples/."
+    )
+# An unknown sensor stops here, naming the fix (declare it under `sensors:`).
+SENSOR_DEFS = {s: REGISTRY[s] for s in SENSORS}
 if TABLE:
-    SENSORS = list(TABLE["columns"].get("bands", {}) or ["S2"])
     TILES = []
 MODELS = list(config["models"])
 RESERVED = {"linear", "gp", "raw_linear"}
@@ -45,11 +61,22 @@ if RESERVED & set(MODELS):
         "baseline. Fix: rename the model."
     )
 BASELINES = config["gapfill"]["baselines"]
-FEATURES = MODELS + ["raw_linear"]  # embedding sets the classifiers compare
+#: Classification needs labels: a table without a label column has none.
+CLASSIFY = not (TABLE and not TABLE["columns"].get("label"))
+#: The sensor gap filling hides and predicts (and the tile maps gap-fill, and the raw_linear
+#: reference interpolates): gapfill.sensor / embed.raw_sensor, else the first optical or
+#: index sensor. With none (SAR only) there is no gap filling and no raw reference.
+GAPFILL_SENSOR = config["gapfill"]["sensor"] or next(
+    (s for s, d in SENSOR_DEFS.items() if d.kind != "sar"), None
+)
+RAW_SENSOR = config["embed"]["raw_sensor"] or GAPFILL_SENSOR
+if GAPFILL_SENSOR is None:
+    BASELINES = []
+FEATURES = MODELS + (["raw_linear"] if RAW_SENSOR else [])  # the classifiers compare
 PREDICT = config["predict"]
 MAP_MODELS = (
     [m for m in MODELS if m in (PREDICT["models"] or MODELS)]
-    if PREDICT["enabled"] and not TABLE
+    if PREDICT["enabled"] and not TABLE and CLASSIFY
     else []
 )
 
@@ -60,8 +87,8 @@ def tile_path(template, tile):
 
 
 def sensor_config(sensor):
-    """The inputs section of one sensor (S2, or S1 for S1_ASC / S1_DES)."""
-    return INPUTS["S2"] if sensor == "S2" else S1_CFG
+    """The inputs section of one sensor (`inputs.<sensor>`, or S1 for S1_ASC / S1_DES)."""
+    return INPUTS.get(sensor) or S1_CFG
 
 
 def sensor_input(wildcards):
@@ -75,6 +102,8 @@ def extract_args(wildcards):
     cfg = sensor_config(wildcards.sensor)
     e = config["extract"]
     opts = [f"--format {cfg['format']}"] + extract_options()
+    if config["sensors"]:
+        opts.append("--sensors " + shlex.quote(json.dumps(config["sensors"])))
     keys = (
         "product",
         "collection",
@@ -93,8 +122,11 @@ def extract_args(wildcards):
         }
     if reader:
         opts.append("--options " + shlex.quote(json.dumps(reader, sort_keys=True)))
-    if wildcards.sensor == "S2" and e["bands"]:
-        opts.append("--bands " + " ".join(e["bands"]))
+    bands = e["bands"]
+    if isinstance(bands, list):  # a list is the S2 bands
+        bands = {"S2": bands}
+    if bands and bands.get(wildcards.sensor):
+        opts.append("--bands " + " ".join(bands[wildcards.sensor]))
     return " ".join(opts)
 
 
@@ -107,12 +139,16 @@ def mask(tile, sensor):
 
 
 def ref_args():
-    """Reference-date options of the embedding and map stages."""
+    """Reference-date options of the embedding and map stages (no --ref-end: the data's
+    span)."""
     e = config["embed"]
-    return (
-        f"--ref-start {e['ref_start_day']} --ref-end {e['ref_end_day']} "
-        f"--ref-step {e['ref_step_days']}"
-    )
+    end = "" if e["ref_end_day"] is None else f" --ref-end {e['ref_end_day']}"
+    return f"--ref-start {e['ref_start_day']}{end} --ref-step {e['ref_step_days']}"
+
+
+def sensor_arg(name):
+    """``--sensor <name>`` when a sensor is configured, else nothing (the stage's default)."""
+    return f"--sensor {name}" if name else ""
 
 
 def model_sensors(model):
@@ -131,8 +167,10 @@ def tile_inputs(model, tile):
 
 def metric_tables():
     """Every tidy metrics table and cost source the merge reads."""
-    tables = [f"{R}/metrics/classification_{f}.csv" for f in FEATURES]
-    tables += [f"{R}/metrics/gapfill_{m}.csv" for m in MODELS + BASELINES]
+    tables = [f"{R}/metrics/classification_{f}.csv" for f in FEATURES if CLASSIFY]
+    tables += [
+        f"{R}/metrics/gapfill_{m}.csv" for m in MODELS + BASELINES if GAPFILL_SENSOR
+    ]
     tables += [f"{R}/models/{m}/metrics.csv" for m in MODELS]
     tables += [f"{R}/maps/{m}/{t}_cost.json" for m in MAP_MODELS for t in TILES]
     return tables
@@ -140,7 +178,7 @@ def metric_tables():
 
 def table_spec():
     """Table settings and split settings, as the table stage reads them."""
-    return {"table": TABLE, "sample": config["sample"]}
+    return {"table": TABLE, "sample": config["sample"], "sensors": config["sensors"]}
 
 
 def all_targets():

@@ -37,8 +37,9 @@ rule embed_raw:
         ENV
     params:
         ref=ref_args(),
+        sensor=sensor_arg(RAW_SENSOR),
     message:
-        "Reference features: raw S2 bands linearly gap-filled at the reference dates"
+        "Reference features: raw {RAW_SENSOR} bands linearly gap-filled at the reference dates"
     shell:
         "python -m gpvae.cli embed --pixels {input:q} --out {output:q} {params.ref} "
-        "> {log} 2>&1"
+        "{params.sensor} > {log} 2>&1"

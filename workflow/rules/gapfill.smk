@@ -14,17 +14,18 @@ rule hide:
         frac=config["gapfill"]["random_fraction"],
         gap=" ".join(str(g) for g in config["gapfill"]["gap_days"]),
         seed=config["gapfill"]["seed"],
+        sensor=sensor_arg(GAPFILL_SENSOR),
         cap=(
             f"--max-samples {config['gapfill']['max_samples']}"
             if config["gapfill"]["max_samples"]
             else ""
         ),
     message:
-        "Choosing the S2 observations hidden from every model (gap-filling protocol)"
+        "Choosing the {GAPFILL_SENSOR} observations hidden from every model (gap-filling protocol)"
     shell:
         "python -m gpvae.cli hide --pixels {input:q} --out {output:q} "
         "--random-fraction {params.frac} --gap-days {params.gap} --seed {params.seed} "
-        "{params.cap} > {log} 2>&1"
+        "{params.cap} {params.sensor} > {log} 2>&1"
 
 
 rule gapfill:
@@ -45,7 +46,7 @@ rule gapfill:
     params:
         device=config["device"],
     message:
-        "Gap filling the hidden S2 observations with model {wildcards.model}"
+        "Gap filling the hidden {GAPFILL_SENSOR} observations with model {wildcards.model}"
     shell:
         "OMP_NUM_THREADS={threads} python -m gpvae.cli gapfill --pixels {input.pixels:q} "
         "--hidden {input.hidden:q} --checkpoint {input.model:q} --out {output.pred:q} "
@@ -67,7 +68,7 @@ rule gapfill_baseline:
     params:
         device=config["device"],
     message:
-        "Gap filling the hidden S2 observations with the {wildcards.baseline} baseline"
+        "Gap filling the hidden {GAPFILL_SENSOR} observations with the {wildcards.baseline} baseline"
     shell:
         "OMP_NUM_THREADS={threads} python -m gpvae.cli gapfill --pixels {input.pixels:q} "
         "--hidden {input.hidden:q} --baseline {wildcards.baseline} --out {output.pred:q} "

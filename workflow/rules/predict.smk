@@ -1,4 +1,4 @@
-# Tile products per model and tile: embedding maps, gap-filled S2 with std, class map.
+# Tile products per model and tile: embedding maps, gap-filled bands with std, class map.
 
 
 rule predict_tile:
@@ -30,6 +30,7 @@ rule predict_tile:
         chunk=PREDICT["chunk_px"],
         batch=PREDICT["batch_size"],
         samples=PREDICT["num_samples"],
+        sensor=sensor_arg(config["gapfill"]["sensor"]),
         device=config["device"],
     message:
         "Mapping tile {wildcards.tile} with model {wildcards.model}"
@@ -38,5 +39,5 @@ rule predict_tile:
         "--inputs {params.inputs:q} --checkpoint {input.model:q} "
         "--classifier {input.classifier:q} --out {output.nc:q} {params.ref} {params.year} "
         "--chunk-px {params.chunk} --batch-size {params.batch} --num-samples {params.samples} "
-        "--device {params.device} "
+        "--device {params.device} {params.sensor} "
         "> {log} 2>&1"

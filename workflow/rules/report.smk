@@ -1,293 +1,178 @@
-# Figures and tables of the HTML report (`snakemake --report results/report.html`):
-# one rule per figure, captions in workflow/report/*.rst, what each shows in docs/report.md.
-REPORT_CFG = config.get("report") or {}
+# Figures and tables of the HTML report (`snakemake --report results/report.html`): one rule
+# for all of them, driven by REPORT_FIGURES (output -> `gpvae figures <figure>` call, inputs,
+# report category); captions in workflow/report/figures.rst, what each shows in
+# docs/report.md.
+import re
+
+REPORT_CFG = config["report"]
 RP = f"{R}/report"
 #: Embedding sets (contracts 4) and gap-filling predictors (contracts 5) the report compares.
-EMBEDDING_SETS = ["raw_linear"] + MODELS
+EMBEDDING_SETS = (["raw_linear"] if RAW_SENSOR else []) + MODELS
 GAPFILL_SETS = MODELS + BASELINES
 METRICS_ALL = f"{R}/metrics/all.csv"
 PIXELS = f"{R}/samples/pixels.nc"
 HIDDEN = f"{R}/gapfill/hidden.nc"
+#: The sensor whose cube the maps show: the gap-filled one.
+MAP_SENSOR = GAPFILL_SENSOR or (SENSORS[0] if SENSORS else "")
 
 
-rule report_timeline:
+def report_figure(figure, category, subcategory, inputs, args="", **params):
+    """One report output: ``gpvae figures <figure>`` with ``inputs`` (option -> files; the
+    option is the key with - for _) and extra ``args``, shown under category/subcategory.
+    """
+    return {
+        "figure": figure,
+        "category": category,
+        "subcategory": subcategory,
+        "inputs": inputs,
+        "args": args,
+        **params,
+    }
+
+
+def report_figures():
+    """Every report output under results/report/ (the figure families of the report)."""
+    figures = {
+        "data/timeline.png": report_figure(
+            "timeline",
+            "Data",
+            "Acquisitions",
+            {
+                "cloud_cover": [
+                    f"{R}/masks/{t}/{s}_cloud_cover.csv" for t in TILES for s in SENSORS
+                ]
+            },
+        ),
+        "data/classes.png": report_figure(
+            "classes", "Data", "Samples", {"pixels": PIXELS}
+        ),
+        "training/curves.png": report_figure(
+            "training",
+            "Training",
+            "Curves",
+            {"training": [f"{R}/models/{m}/metrics.csv" for m in MODELS]},
+        ),
+        "cost/cost.html": report_figure(
+            "cost",
+            "Cost",
+            "Per model",
+            {
+                "training": [f"{R}/models/{m}/metrics.csv" for m in MODELS],
+                "metrics": METRICS_ALL,
+                "tile_costs": [
+                    f"{R}/maps/{m}/{t}_cost.json" for m in MAP_MODELS for t in TILES
+                ],
+            },
+        ),
+    }
+    gapfill = {"pixels": PIXELS, "hidden": HIDDEN}
+    gapfill["gapfill"] = [f"{R}/gapfill/{m}.nc" for m in GAPFILL_SETS]
+    band = REPORT_CFG["example_band"]
+    if GAPFILL_SENSOR:
+        figures["gapfill/examples.png"] = report_figure(
+            "examples",
+            "Gap filling",
+            "Examples",
+            gapfill,
+            f"--examples {REPORT_CFG['example_pixels']} --seed {REPORT_CFG['seed']}"
+            + (f" --band {band}" if band else ""),
+            band=band or "",
+        )
+        figures["gapfill/calibration.png"] = report_figure(
+            "calibration", "Gap filling", "Calibration", gapfill
+        )
+        figures["gapfill/metrics.png"] = report_figure(
+            "gapfill_metrics", "Gap filling", "Metrics", {"metrics": METRICS_ALL}
+        )
+    if CLASSIFY:
+        figures["classification/embeddings.png"] = report_figure(
+            "embeddings",
+            "Classification",
+            "Embeddings",
+            {
+                "pixels": PIXELS,
+                "embeddings": [f"{R}/embeddings/{m}.nc" for m in EMBEDDING_SETS],
+            },
+            f"--max-points {REPORT_CFG['embedding_points']} --seed {REPORT_CFG['seed']}",
+        )
+        figures["classification/metrics.png"] = report_figure(
+            "classification_metrics",
+            "Classification",
+            "Metrics",
+            {"metrics": METRICS_ALL},
+        )
+        figures["classification/label_efficiency.png"] = report_figure(
+            "label_efficiency",
+            "Classification",
+            "Label efficiency",
+            {"metrics": METRICS_ALL},
+        )
+        figures["classification/confusion.png"] = report_figure(
+            "confusion",
+            "Classification",
+            "Confusion matrices",
+            {"confusion": [f"{R}/metrics/confusion_{m}.csv" for m in EMBEDDING_SETS]},
+            f"--protocol {REPORT_CFG['confusion_protocol']}",
+        )
+    for t in TILES if MAP_MODELS else []:
+        figures[f"maps/{t}.png"] = report_figure(
+            "maps",
+            "Maps",
+            t,
+            {
+                "cube": cube(t, MAP_SENSOR),
+                "mask": mask(t, MAP_SENSOR),
+                "maps": [f"{R}/maps/{m}/{t}.nc" for m in MAP_MODELS],
+            },
+            f"--tile {t}",
+            tile=t,
+        )
+    return figures
+
+
+REPORT_FIGURES = report_figures()
+
+
+def figure_args(wildcards):
+    """The `gpvae figures` options of one output: its inputs and extra arguments."""
+    spec = REPORT_FIGURES[wildcards.path]
+    opts = []
+    for key, files in spec["inputs"].items():
+        files = [files] if isinstance(files, str) else files
+        opts.append(
+            f"--{key.replace('_', '-')} " + " ".join(shlex.quote(f) for f in files)
+        )
+    return " ".join(opts + [spec["args"]])
+
+
+rule report_figure:
     input:
-        [f"{R}/masks/{t}/{s}_cloud_cover.csv" for t in TILES for s in SENSORS],
+        unpack(lambda w: REPORT_FIGURES[w.path]["inputs"]),
     output:
         report(
-            f"{RP}/data/timeline.png",
-            caption="../report/timeline.rst",
-            category="Data",
-            subcategory="Acquisitions",
+            f"{RP}/{{path}}",
+            caption="../report/figures.rst",
+            category=lambda w: REPORT_FIGURES[w.path]["category"],
+            subcategory=lambda w: REPORT_FIGURES[w.path]["subcategory"],
         ),
     log:
-        f"{R}/logs/report/timeline.log",
-    conda:
-        ENV
-    message:
-        "Report: acquisition timeline per sensor and tile"
-    shell:
-        "python -m gpvae.cli figures timeline --cloud-cover {input:q} --out {output:q} > {log} 2>&1"
-
-
-rule report_classes:
-    input:
-        PIXELS,
-    output:
-        report(
-            f"{RP}/data/classes.png",
-            caption="../report/classes.rst",
-            category="Data",
-            subcategory="Samples",
-        ),
-    log:
-        f"{R}/logs/report/classes.log",
-    conda:
-        ENV
-    message:
-        "Report: class distribution and split"
-    shell:
-        "python -m gpvae.cli figures classes --pixels {input:q} --out {output:q} > {log} 2>&1"
-
-
-rule report_training:
-    input:
-        [f"{R}/models/{m}/metrics.csv" for m in MODELS],
-    output:
-        report(
-            f"{RP}/training/curves.png",
-            caption="../report/training.rst",
-            category="Training",
-            subcategory="Curves",
-        ),
-    log:
-        f"{R}/logs/report/training.log",
-    conda:
-        ENV
-    message:
-        "Report: training curves of {MODELS}"
-    shell:
-        "python -m gpvae.cli figures training --training {input:q} --out {output:q} > {log} 2>&1"
-
-
-rule report_examples:
-    input:
-        pixels=PIXELS,
-        hidden=HIDDEN,
-        gapfill=[f"{R}/gapfill/{m}.nc" for m in GAPFILL_SETS],
-    output:
-        report(
-            f"{RP}/gapfill/examples.png",
-            caption="../report/examples.rst",
-            category="Gap filling",
-            subcategory="Examples",
-        ),
-    log:
-        f"{R}/logs/report/examples.log",
+        f"{R}/logs/report/{{path}}.log",
+    wildcard_constraints:
+        path="|".join(re.escape(p) for p in REPORT_FIGURES) or "NO_FIGURE",
     conda:
         ENV
     params:
-        n=REPORT_CFG.get("example_pixels", 4),
-        band=REPORT_CFG.get("example_band", "B08"),
-        seed=REPORT_CFG.get("seed", 0),
+        figure=lambda w: REPORT_FIGURES[w.path]["figure"],
+        args=figure_args,
+        band=lambda w: REPORT_FIGURES[w.path].get("band", ""),
+        tile=lambda w: REPORT_FIGURES[w.path].get("tile", ""),
+        sensor=GAPFILL_SENSOR or MAP_SENSOR,
     message:
-        "Report: {params.n} example pixels with each model's reconstruction"
+        "Report: {params.figure} ({wildcards.path})"
     shell:
-        "python -m gpvae.cli figures examples --pixels {input.pixels:q} --hidden {input.hidden:q} "
-        "--gapfill {input.gapfill:q} --examples {params.n} --band {params.band} "
-        "--seed {params.seed} --out {output:q} > {log} 2>&1"
-
-
-rule report_calibration:
-    input:
-        pixels=PIXELS,
-        hidden=HIDDEN,
-        gapfill=[f"{R}/gapfill/{m}.nc" for m in GAPFILL_SETS],
-    output:
-        report(
-            f"{RP}/gapfill/calibration.png",
-            caption="../report/calibration.rst",
-            category="Gap filling",
-            subcategory="Calibration",
-        ),
-    log:
-        f"{R}/logs/report/calibration.log",
-    conda:
-        ENV
-    message:
-        "Report: calibration of the gap-filling intervals"
-    shell:
-        "python -m gpvae.cli figures calibration --pixels {input.pixels:q} --hidden {input.hidden:q} "
-        "--gapfill {input.gapfill:q} --out {output:q} > {log} 2>&1"
-
-
-rule report_gapfill_metrics:
-    input:
-        METRICS_ALL,
-    output:
-        report(
-            f"{RP}/gapfill/metrics.png",
-            caption="../report/gapfill_metrics.rst",
-            category="Gap filling",
-            subcategory="Metrics",
-        ),
-    log:
-        f"{R}/logs/report/gapfill_metrics.log",
-    conda:
-        ENV
-    message:
-        "Report: gap-filling metrics across models"
-    shell:
-        "python -m gpvae.cli figures gapfill_metrics --metrics {input:q} --out {output:q} > {log} 2>&1"
-
-
-rule report_embeddings:
-    input:
-        pixels=PIXELS,
-        embeddings=[f"{R}/embeddings/{m}.nc" for m in EMBEDDING_SETS],
-    output:
-        report(
-            f"{RP}/classification/embeddings.png",
-            caption="../report/embeddings.rst",
-            category="Classification",
-            subcategory="Embeddings",
-        ),
-    log:
-        f"{R}/logs/report/embeddings.log",
-    conda:
-        ENV
-    params:
-        points=REPORT_CFG.get("embedding_points", 2000),
-        seed=REPORT_CFG.get("seed", 0),
-    message:
-        "Report: 2-D projections of the embeddings"
-    shell:
-        "python -m gpvae.cli figures embeddings --pixels {input.pixels:q} --embeddings {input.embeddings:q} "
-        "--max-points {params.points} --seed {params.seed} --out {output:q} > {log} 2>&1"
-
-
-rule report_classification_metrics:
-    input:
-        METRICS_ALL,
-    output:
-        report(
-            f"{RP}/classification/metrics.png",
-            caption="../report/classification_metrics.rst",
-            category="Classification",
-            subcategory="Metrics",
-        ),
-    log:
-        f"{R}/logs/report/classification_metrics.log",
-    conda:
-        ENV
-    message:
-        "Report: classification metrics across models and protocols"
-    shell:
-        "python -m gpvae.cli figures classification_metrics --metrics {input:q} --out {output:q} "
+        "python -m gpvae.cli figures {params.figure} {params.args} --out {output:q} "
         "> {log} 2>&1"
 
 
-rule report_label_efficiency:
-    input:
-        METRICS_ALL,
-    output:
-        report(
-            f"{RP}/classification/label_efficiency.png",
-            caption="../report/label_efficiency.rst",
-            category="Classification",
-            subcategory="Label efficiency",
-        ),
-    log:
-        f"{R}/logs/report/label_efficiency.log",
-    conda:
-        ENV
-    message:
-        "Report: label-efficiency curves"
-    shell:
-        "python -m gpvae.cli figures label_efficiency --metrics {input:q} --out {output:q} > {log} 2>&1"
-
-
-rule report_confusion:
-    input:
-        [f"{R}/metrics/confusion_{m}.csv" for m in EMBEDDING_SETS],
-    output:
-        report(
-            f"{RP}/classification/confusion.png",
-            caption="../report/confusion.rst",
-            category="Classification",
-            subcategory="Confusion matrices",
-        ),
-    log:
-        f"{R}/logs/report/confusion.log",
-    conda:
-        ENV
-    params:
-        protocol=REPORT_CFG.get("confusion_protocol", "parcel"),
-    message:
-        "Report: confusion matrices (protocol {params.protocol})"
-    shell:
-        "python -m gpvae.cli figures confusion --confusion {input:q} --protocol {params.protocol} "
-        "--out {output:q} > {log} 2>&1"
-
-
-rule report_maps:
-    input:
-        cube=f"{R}/cubes/{{tile}}/S2.nc",
-        mask=f"{R}/masks/{{tile}}/S2.nc",
-        maps=[f"{R}/maps/{m}/{{tile}}.nc" for m in MODELS],
-    output:
-        report(
-            f"{RP}/maps/{{tile}}.png",
-            caption="../report/maps.rst",
-            category="Maps",
-            subcategory="{tile}",
-        ),
-    log:
-        f"{R}/logs/report/maps_{{tile}}.log",
-    conda:
-        ENV
-    message:
-        "Report: maps of tile {wildcards.tile}"
-    shell:
-        "python -m gpvae.cli figures maps --cube {input.cube:q} --mask {input.mask:q} --maps {input.maps:q} "
-        "--tile {wildcards.tile} --out {output:q} > {log} 2>&1"
-
-
-rule report_cost:
-    input:
-        training=[f"{R}/models/{m}/metrics.csv" for m in MODELS],
-        metrics=METRICS_ALL,
-        tile_costs=[f"{R}/maps/{m}/{t}_cost.json" for m in MODELS for t in TILES],
-    output:
-        report(
-            f"{RP}/cost/cost.html",
-            caption="../report/cost.rst",
-            category="Cost",
-            subcategory="Per model",
-        ),
-    log:
-        f"{R}/logs/report/cost.log",
-    conda:
-        ENV
-    message:
-        "Report: cost table (training time, inference speed, memory)"
-    shell:
-        "python -m gpvae.cli figures cost --training {input.training:q} --metrics {input.metrics:q} "
-        "--tile-costs {input.tile_costs:q} --out {output:q} > {log} 2>&1"
-
-
-#: Every report figure and table (the lead adds them to `rule all`).
-REPORT_TARGETS = [
-    f"{RP}/data/timeline.png",
-    f"{RP}/data/classes.png",
-    f"{RP}/training/curves.png",
-    f"{RP}/gapfill/examples.png",
-    f"{RP}/gapfill/calibration.png",
-    f"{RP}/gapfill/metrics.png",
-    f"{RP}/classification/embeddings.png",
-    f"{RP}/classification/metrics.png",
-    f"{RP}/classification/label_efficiency.png",
-    f"{RP}/classification/confusion.png",
-    *[f"{RP}/maps/{t}.png" for t in TILES],
-    f"{RP}/cost/cost.html",
-]
+#: Every report figure and table (`rule all` builds them when models are configured).
+REPORT_TARGETS = [f"{RP}/{p}" for p in REPORT_FIGURES]

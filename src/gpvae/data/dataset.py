@@ -19,7 +19,7 @@ import xarray as xr
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from gpvae import to_days
-from gpvae.data.batch import Batch, SensorBatch
+from gpvae.data.batch import Batch
 from gpvae.data.normalise import (
     Normalisation,
     RunningMoments,
@@ -27,95 +27,97 @@ from gpvae.data.normalise import (
     check_values,
     sensor_stats,
 )
+from gpvae.data.series import compact_series
+from gpvae.data.span import Span, days_between
 from gpvae.errors import InputError
+from gpvae.io.pixels import sample_spans, sensor_definitions, year_spans
+from gpvae.io.sensors import SensorRegistry, builtin_sensors
 
 log = logging.getLogger(__name__)
 
-#: Canonical bands per sensor (contracts.md), used when the model config names none.
-CANONICAL_BANDS = {
-    "S2": ["B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12"],
-    "S1_ASC": ["VV", "VH"],
-    "S1_DES": ["VV", "VH"],
-}
 SPLITS = ("train", "val", "test")
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    """What a pixel dataset holds, read from its header: sensors (file order) and their
+    bands, the sensor registry it records, and its span rule and length."""
+
+    sensors: list[str]
+    bands: dict[str, list[str]]
+    registry: SensorRegistry
+    span: Span
+    span_days: float  # the longest sample span, days
+
+    @property
+    def time_range(self) -> tuple[float, float]:
+        """The data's span in days from each sample's origin: (0, longest span)."""
+        return 0.0, self.span_days
+
+    def first_of_kind(self, kinds: tuple[str, ...] = ("optical", "index")) -> str | None:
+        """The first sensor (file order) of one of ``kinds``."""
+        return next((s for s in self.sensors if self.registry[s].kind in kinds), None)
+
+
+def dataset_info(path: str | os.PathLike) -> DatasetInfo:
+    """The header of a pixel dataset (:class:`DatasetInfo`); InputError if unreadable."""
+    try:
+        ds = xr.open_dataset(path, engine="netcdf4")
+    except (OSError, ValueError) as err:
+        raise InputError(f"cannot open pixel dataset ({err})", file=path,
+                         fix="check the path; re-run the sampling stage") from err
+    with ds:
+        sensors = str(ds.attrs.get("sensors", "")).split()
+        bands = {s: [str(b) for b in ds[f"band_{s}"].values]
+                 for s in sensors if f"band_{s}" in ds}
+        start, end = sample_spans(ds)
+        length = float(days_between(start, end).max(initial=0.0))
+        return DatasetInfo(sensors, bands, sensor_definitions(ds, file=path),
+                           Span.from_attr(ds.attrs.get("span")), length)
 
 
 def file_sensors(path: str | os.PathLike) -> list[str]:
     """Sensors listed in a pixel dataset's ``sensors`` attribute (space-separated)."""
-    try:
-        with xr.open_dataset(path, engine="netcdf4") as ds:
-            return str(ds.attrs.get("sensors", "")).split()
-    except (OSError, ValueError) as err:
-        raise InputError(f"cannot open pixel dataset ({err})", file=path,
-                         fix="check the path; re-run the sampling stage") from err
-
-
-def file_bands(path: str | os.PathLike) -> dict[str, list[str]]:
-    """Bands of each sensor in a pixel dataset, in file order."""
-    try:
-        with xr.open_dataset(path, engine="netcdf4") as ds:
-            return {s: [str(b) for b in ds[f"band_{s}"].values]
-                    for s in str(ds.attrs.get("sensors", "")).split() if f"band_{s}" in ds}
-    except (OSError, ValueError) as err:
-        raise InputError(f"cannot open pixel dataset ({err})", file=path,
-                         fix="check the path; re-run the sampling stage") from err
+    return dataset_info(path).sensors
 
 
 def sensor_bands_from_config(model_cfg: dict, available: list[str] | None = None,
-                             present: dict[str, list[str]] | None = None
-                             ) -> dict[str, list[str]]:
-    """Sensors and bands a model uses: ``sensors`` list (default ``available``, the dataset's
-    sensors), optional ``bands: {sensor: [..]}`` (default: the bands ``present`` in the
-    dataset for that sensor, else the canonical bands)."""
-    sensors = model_cfg.get("sensors", available) or []
+                             present: dict[str, list[str]] | None = None,
+                             registry: SensorRegistry | None = None) -> dict[str, list[str]]:
+    """Sensors and bands a model uses: ``sensors`` (null or absent = ``available``, the
+    dataset's sensors) and ``bands: {sensor: [..]}`` (default: the sensor's bands
+    ``present`` in the dataset, else all its bands in the registry, default the built-ins)."""
+    sensors = model_cfg.get("sensors") or available or []
     if isinstance(sensors, str) or not sensors:
         raise InputError("model config needs a non-empty list `sensors`", field="sensors",
                          fix="e.g. sensors: [S2, S1_ASC, S1_DES]")
     bands = model_cfg.get("bands") or {}
+    registry = registry if registry is not None else builtin_sensors()
     out = {}
     for s in sensors:
-        if s not in CANONICAL_BANDS and s not in bands:
-            raise InputError(f"unknown sensor {s!r}", field="sensors",
-                             fix=f"use sensors among {sorted(CANONICAL_BANDS)}")
-        default = (present or {}).get(s) or CANONICAL_BANDS.get(s, [])
-        out[s] = list(bands.get(s, default))
+        chosen = bands.get(s) or (present or {}).get(s)
+        out[s] = list(chosen) if chosen else registry[s].band_names
     return out
 
 
 def dataset_sensor_bands(model_cfg: dict, pixels: str | os.PathLike) -> dict[str, list[str]]:
     """Sensors and bands a model uses on the pixel dataset ``pixels`` (its sensors and bands
     are the defaults of :func:`sensor_bands_from_config`)."""
-    available = None if "sensors" in model_cfg else file_sensors(pixels)
-    return sensor_bands_from_config(model_cfg, available, file_bands(pixels))
+    info = dataset_info(pixels)
+    return sensor_bands_from_config(model_cfg, info.sensors, info.bands, info.registry)
 
 
 def year_origin(years: np.ndarray) -> np.ndarray:
-    """Days since EPOCH of January 1 of each year, float64."""
-    jan1 = (np.asarray(years, dtype=np.int64) - 1970).astype("datetime64[Y]")
-    return to_days(jan1.astype("datetime64[D]"))
+    """Days since EPOCH of January 1 of each year, float64 (the origin of calendar-year
+    spans)."""
+    return to_days(year_spans(years)[0])
 
 
-def compact_series(t_days: np.ndarray, values: np.ndarray, origin: np.ndarray) -> SensorBatch:
-    """Per pixel keep only observed dates, in time order, padded at the end (obs=False).
-
-    ``t_days`` (T,) increasing days since EPOCH; ``values`` (B, T, C) normalised, NaN where
-    missing; ``origin`` (B,). Padded entries have ``t`` = the pixel's last valid date (0 if
-    none), ``x`` = 0 and ``m`` = False.
-    """
-    m = ~np.isnan(values)
-    obs = m.any(axis=-1)
-    count = obs.sum(axis=1)
-    n = max(int(count.max(initial=0)), 1)
-    order = np.argsort(~obs, axis=1, kind="stable")[:, :n]
-    obs_c = np.take_along_axis(obs, order, axis=1)
-    m_c = np.take_along_axis(m, order[..., None], axis=1)
-    x_c = np.where(m_c, np.take_along_axis(values, order[..., None], axis=1), 0.0)
-    t_c = np.take_along_axis(t_days[None, :] - origin[:, None], order, axis=1)
-    last = np.take_along_axis(t_c, np.maximum(count - 1, 0)[:, None], axis=1)
-    t_c = np.where(obs_c, t_c, np.where(count[:, None] > 0, last, 0.0))
-    return SensorBatch(t=torch.from_numpy(t_c.astype(np.float32)),
-                       x=torch.from_numpy(x_c.astype(np.float32)),
-                       m=torch.from_numpy(m_c), obs=torch.from_numpy(obs_c))
+def sample_origin(ds: xr.Dataset, idx: np.ndarray | None = None) -> np.ndarray:
+    """Time origin (days since EPOCH, float64) of samples ``idx`` (default all): the start
+    of each sample's span."""
+    start, _ = sample_spans(ds)
+    return to_days(start if idx is None else start[np.asarray(idx)])
 
 
 class PixelDataset(Dataset):
@@ -149,13 +151,14 @@ class PixelDataset(Dataset):
                                      fix="re-run the sampling stage (contracts.md section 2)")
             self.years = ds["year"].values.astype(np.int64)
             self.splits = ds["split"].values.astype(str)
+            self.registry = sensor_definitions(ds, file=self.path)
             for sensor, bands in self.sensor_bands.items():
                 self.times[sensor], self.band_index[sensor] = self._sensor_layout(ds, sensor,
                                                                                   bands)
+            self.origin = sample_origin(ds)
         except BaseException:
             self.close()
             raise
-        self.origin = year_origin(self.years)
 
     def _sensor_layout(self, ds: xr.Dataset, sensor: str, bands: list[str]
                        ) -> tuple[np.ndarray, np.ndarray]:
@@ -231,7 +234,8 @@ class PixelDataset(Dataset):
             values = np.empty_like(raw)
             values[order] = raw
             values = values[..., self.band_index[sensor]]
-        check_values(values, sensor, file=self.path, variable=var)
+        check_values(values, self.registry[sensor], self.sensor_bands[sensor], file=self.path,
+                     variable=var)
         return values
 
     def _in_memory(self, sensor: str) -> np.ndarray | None:
@@ -270,8 +274,8 @@ class PixelDataset(Dataset):
             moments = RunningMoments.zeros(len(bands))
             for start in range(0, idx.size, block):
                 moments.update(apply_transform(self.read(sensor, idx[start:start + block]),
-                                               sensor))
-            stats[sensor] = sensor_stats(moments, sensor, bands, file=self.path)
+                                               self.registry[sensor].transform))
+            stats[sensor] = sensor_stats(moments, self.registry[sensor], bands, file=self.path)
             log.info("normalisation %s: mean %s std %s", sensor,
                      np.round(stats[sensor].mean, 4), np.round(stats[sensor].std, 4))
         return Normalisation(stats, meta={"split": split, "pixels": str(self.path),

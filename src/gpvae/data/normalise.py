@@ -1,4 +1,7 @@
-"""Per-sensor value transforms (S1 linear -> dB) and per-band standardisation statistics.
+"""Per-sensor value transforms (SAR linear -> dB) and per-band standardisation statistics.
+
+The transform and the plausible physical range of each band come from the sensor registry
+(gpvae.io.sensors); the statistics record the transform they were computed with.
 
 Statistics are computed from the TRAIN split only and travel with the checkpoint
 (``normalisation.json`` and inside ``checkpoint.pt``), so every later stage normalises the
@@ -16,21 +19,12 @@ import numpy as np
 
 from gpvae.errors import InputError
 from gpvae.io.atomic import atomic_path
+from gpvae.io.sensors import Sensor
 
 #: Linear backscatter is clipped to this floor before dB (1e-5 = -50 dB, below S1 noise).
 DB_FLOOR_LINEAR = 1e-5
-#: Plausible range of surface reflectance; values outside mean wrong units (e.g. raw DN).
-REFLECTANCE_RANGE = (-1.0, 3.0)
-#: Transform applied to each sensor's physical values before standardisation.
-TRANSFORMS = {"S2": "identity", "S1_ASC": "db", "S1_DES": "db"}
-
-
-def transform_name(sensor: str) -> str:
-    """Name of the value transform for ``sensor`` (``identity`` or ``db``)."""
-    if sensor not in TRANSFORMS:
-        raise InputError(f"unknown sensor {sensor!r}", field="sensors",
-                         fix=f"use sensors among {sorted(TRANSFORMS)}")
-    return TRANSFORMS[sensor]
+#: Value transforms before standardisation.
+TRANSFORMS = ("identity", "db")
 
 
 def to_db(linear: np.ndarray, floor: float = DB_FLOOR_LINEAR) -> np.ndarray:
@@ -43,32 +37,42 @@ def from_db(db: np.ndarray) -> np.ndarray:
     return 10.0 ** (np.asarray(db) / 10.0)
 
 
-def check_values(values: np.ndarray, sensor: str, *, file: object, variable: str) -> None:
-    """Raise InputError for observed (non-NaN) values that are infinite or physically absurd."""
-    observed = values[~np.isnan(values)]
-    if observed.size == 0:
+def check_values(values: np.ndarray, sensor: Sensor, bands: list[str], *, file: object,
+                 variable: str) -> None:
+    """Raise InputError for observed (non-NaN) values (..., C) of ``sensor``'s ``bands`` that
+    are infinite or outside the band's plausible physical range (registry), or for
+    non-positive values of a dB-transformed sensor."""
+    finite = ~np.isnan(values)
+    if not finite.any():
         return
-    if not np.all(np.isfinite(observed)):
+    if not np.all(np.isfinite(values[finite])):
         raise InputError(f"infinite values in {variable} (only NaN may mark missing data)",
                          file=file, field=variable,
                          fix="re-run the sampling stage; replace +-inf by NaN upstream")
-    if transform_name(sensor) == "db" and observed.min() <= 0.0:
+    if sensor.transform == "db" and values[finite].min() <= 0.0:
         raise InputError(f"{variable} has observed linear backscatter <= 0 "
-                         f"(min {observed.min():.3g}); values must be linear sigma0 > 0, "
+                         f"(min {values[finite].min():.3g}); values must be linear sigma0 > 0, "
                          "NaN where missing", file=file, field=variable,
-                         fix="check the S1 reader: 0 is no-data and dB must not be stored")
-    lo, hi = REFLECTANCE_RANGE
-    if transform_name(sensor) == "identity" and (observed.min() < lo or observed.max() > hi):
-        raise InputError(f"{variable} has reflectance outside [{lo}, {hi}] "
-                         f"(min {observed.min():.3g}, max {observed.max():.3g})",
-                         file=file, field=variable,
-                         fix="store surface reflectance 0-1 (apply the product's scale/offset)")
+                         fix="check the SAR reader: 0 is no-data and dB must not be stored")
+    for c, name in enumerate(bands):
+        lo, hi = sensor.band(name).range
+        band = values[..., c][finite[..., c]]
+        if band.size and ((lo is not None and band.min() < lo)
+                          or (hi is not None and band.max() > hi)):
+            raise InputError(f"{variable} band {name}: {sensor.band(name).unit} outside its "
+                             f"plausible range [{lo}, {hi}] (min {band.min():.3g}, max "
+                             f"{band.max():.3g})", file=file, field=variable,
+                             fix="store physical values (apply the product's scale/offset), or "
+                             f"declare the band's range under sensors.{sensor.name}.bands")
 
 
-def apply_transform(values: np.ndarray, sensor: str) -> np.ndarray:
-    """Physical values -> model space (reflectance as is, S1 linear -> dB), float64."""
+def apply_transform(values: np.ndarray, transform: str) -> np.ndarray:
+    """Physical values -> model space (``identity``, or ``db``: linear -> dB), float64."""
+    if transform not in TRANSFORMS:
+        raise InputError(f"unknown value transform {transform!r}", field="transform",
+                         fix=f"use one of {', '.join(TRANSFORMS)}")
     values = np.asarray(values, dtype=np.float64)
-    return to_db(values) if transform_name(sensor) == "db" else values
+    return to_db(values) if transform == "db" else values
 
 
 @dataclass
@@ -136,11 +140,11 @@ class Normalisation:
     def normalise(self, sensor: str, values: np.ndarray) -> np.ndarray:
         """Physical values (..., C) -> standardised model inputs (NaN kept), float32."""
         s = self.sensors[sensor]
-        return ((apply_transform(values, sensor) - s.mean) / s.std).astype(np.float32)
+        return ((apply_transform(values, s.transform) - s.mean) / s.std).astype(np.float32)
 
     def denormalise(self, sensor: str, x: np.ndarray, std: np.ndarray | None = None
                     ) -> tuple[np.ndarray, np.ndarray | None]:
-        """Standardised mean (and std) -> transformed units (reflectance, or dB for S1)."""
+        """Standardised mean (and std) -> transformed units (physical, or dB for SAR)."""
         s = self.sensors[sensor]
         mean = np.asarray(x, dtype=np.float64) * s.std + s.mean
         return mean, (None if std is None else np.asarray(std, dtype=np.float64) * s.std)
@@ -169,14 +173,15 @@ class Normalisation:
                              fix="re-run training to regenerate normalisation.json") from err
 
 
-def sensor_stats(moments: RunningMoments, sensor: str, bands: list[str], *,
+def sensor_stats(moments: RunningMoments, sensor: Sensor, bands: list[str], *,
                  file: object) -> SensorStats:
     """Final statistics of one sensor; a band never observed in the train split is an error."""
     missing = [b for b, n in zip(bands, moments.count, strict=True) if n == 0]
     if missing:
-        raise InputError(f"sensor {sensor} bands {missing} have no observed value in the "
-                         "train split", file=file, field=f"values_{sensor}",
-                         fix=f"drop {sensor} from the model's `sensors` or add train samples")
+        raise InputError(f"sensor {sensor.name} bands {missing} have no observed value in the "
+                         "train split", file=file, field=f"values_{sensor.name}",
+                         fix=f"drop {sensor.name} from the model's `sensors` or add train "
+                         "samples")
     std = np.where(moments.std > 1e-8, moments.std, 1.0)
     return SensorStats(list(bands), moments.mean.copy(), std, moments.count.copy(),
-                       transform_name(sensor))
+                       sensor.transform)

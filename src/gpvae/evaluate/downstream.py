@@ -240,6 +240,13 @@ def classify(embeddings: Path, out_csv: Path, out_confusion: Path, out_model: Pa
     ``out_csv``."""
     table = load_embeddings(embeddings, with_var=with_var)
     k = len(table.class_names)
+    if np.unique(table.labels).size < 2:
+        raise InputError(f"classification needs labelled samples of at least 2 classes; the "
+                         f"embeddings have {table.labels.size} labelled sample(s) of "
+                         f"{np.unique(table.labels).size} class(es) (unlabelled samples, "
+                         "label -1, are never classified)", file=embeddings, field="label",
+                         fix="give the table's label column (inputs.table.columns.label), or "
+                         "do not ask for classification from an unlabelled table")
     for name in classifiers:
         make_classifier(name, 0)  # fail early on an unknown name
     rows: list[dict] = []

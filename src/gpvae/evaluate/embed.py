@@ -1,10 +1,12 @@
 """Embeddings at reference dates (contracts.md section 4): per model and the raw reference.
 
 A model's embedding of a sample is the posterior mean and variance of its latent at the
-reference dates ``ref_days`` (days since Jan 1 of the sample's year), whatever dates the
-sample itself has: the GP-VAEs read the GP posterior there, the baselines their natural
-equivalent (the ``method`` attribute, from the model's documentation). The reference feature
-set ``raw_linear`` is the S2 bands linearly interpolated in time at the same dates.
+reference dates ``ref_days`` (days since the sample's time origin, the start of its span:
+Jan 1 of its year by default), whatever dates the sample itself has: the GP-VAEs read the GP
+posterior there, the baselines their natural equivalent (the ``method`` attribute, from the
+model's documentation). The reference feature set ``raw_linear`` is one sensor's bands (the
+first optical or index sensor, e.g. S2) linearly interpolated in time at the same dates.
+:func:`reference_days` gives the default dates: every ``step`` days over the data's span.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from tqdm.auto import tqdm
 
 import gpvae
 from gpvae import to_days
-from gpvae.data.dataset import year_origin
+from gpvae.data.dataset import dataset_info, sample_origin
 from gpvae.errors import InputError
 from gpvae.evaluate.inference import has_observation, iterate_pixels, latent_at, latent_method
 from gpvae.io.atomic import atomic_path
@@ -30,7 +32,27 @@ from gpvae.models.build import load_model
 log = logging.getLogger(__name__)
 
 #: Per-sample coordinates copied from the pixel dataset into embedding files.
-SAMPLE_COORDS = ("tile", "parcel_id", "label", "split", "region", "year", "x", "y")
+SAMPLE_COORDS = ("tile", "parcel_id", "label", "split", "region", "year", "start", "x", "y")
+#: What ``ref_day`` counts from.
+REF_DAY_FRAME = "days since the sample's time origin (coordinate start: the start of its span)"
+
+
+def reference_days(start: float, end: float | None, step: float,
+                   span: tuple[float, float] | None) -> np.ndarray:
+    """Reference dates ``start, start + step, ... <= end`` (days from the sample origin);
+    ``end`` None = the end of the data's ``span`` (days 0 to the longest sample span).
+    Fewer than 2 dates is an InputError."""
+    if end is None:
+        if span is None:
+            raise InputError("ref_end_day null needs the data's span", field="embed.ref_end_day",
+                             fix="give ref_end_day, or the pixel dataset / checkpoint")
+        end = float(span[1])
+    days = np.arange(float(start), float(end) + 1e-9, float(step), dtype=np.float64)
+    if days.size < 2:
+        raise InputError(f"reference dates {start}..{end} every {step} days give {days.size} "
+                         "date(s); embeddings need at least 2", field="embed",
+                         fix="widen ref_start_day..ref_end_day or lower ref_step_days")
+    return days
 #: Samples read at once for the raw reference.
 BLOCK = 2048
 
@@ -62,7 +84,7 @@ def _write(out: Path, data_vars: dict, coords: dict, attrs: dict, ds: xr.Dataset
         data_vars["class_name"] = ("class", ds["class_name"].values.astype(str))
     emb = xr.Dataset(data_vars, coords=coords,
                      attrs={"gpvae_version": gpvae.__version__,
-                            "ref_day_frame": "days since Jan 1 of the sample's year", **attrs})
+                            "ref_day_frame": REF_DAY_FRAME, **attrs})
     encoding = {k: {"zlib": True, "complevel": 4} for k in ("mean", "var") if k in emb}
     with atomic_path(out) as tmp:
         emb.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
@@ -99,34 +121,47 @@ def embed_pixels(pixels: Path, checkpoint: Path, out: Path, *, ref_days: np.ndar
                    "checkpoint": str(checkpoint)}, class_ds)
 
 
-def embed_raw_linear(pixels: Path, out: Path, *, ref_days: np.ndarray) -> Path:
-    """Write ``raw_linear.nc``: S2 bands linearly interpolated in time (per band, clamped at
-    the ends) at ``ref_days``; NaN and ``valid`` 0 for samples without any S2 observation."""
+def raw_sensor(pixels: Path, sensor: str | None = None) -> str:
+    """The sensor of the raw_linear reference: ``sensor`` (checked), else the pixel dataset's
+    first optical or index sensor."""
+    info = dataset_info(pixels)
+    chosen = sensor or info.first_of_kind()
+    if chosen is None or chosen not in info.sensors:
+        raise InputError(f"raw_linear needs an optical or index sensor; the pixel dataset has "
+                         f"{info.sensors}", file=pixels, field="embed.raw_sensor",
+                         fix=f"set embed.raw_sensor to one of {info.sensors}")
+    return chosen
+
+
+def embed_raw_linear(pixels: Path, out: Path, *, ref_days: np.ndarray,
+                     sensor: str | None = None) -> Path:
+    """Write ``raw_linear.nc``: one sensor's bands (:func:`raw_sensor`) linearly interpolated
+    in time (per band, clamped at the ends) at ``ref_days``; NaN and ``valid`` 0 for samples
+    without any observation of that sensor."""
     ref_days = np.asarray(ref_days, dtype=np.float64)
+    s = raw_sensor(pixels, sensor)
     with open_pixels(pixels) as ds:
-        if "values_S2" not in ds:
-            raise InputError("raw_linear needs S2 values", file=pixels, field="values_S2",
-                             fix="sample S2, or drop raw_linear from the evaluation")
         n = ds.sizes["sample"]
         idx = np.arange(n)
-        days = to_days(ds["time_S2"].values)
-        origin = year_origin(ds["year"].values)
-        bands = ds["band_S2"].values.astype(str)
+        days = to_days(ds[f"time_{s}"].values)
+        origin = sample_origin(ds)
+        bands = ds[f"band_{s}"].values.astype(str)
         mean = np.empty((n, ref_days.size, bands.size), dtype=np.float32)
         for b0 in tqdm(range(0, n, BLOCK), desc="raw_linear", unit="block",
                        disable=not sys.stderr.isatty()):
             sel = idx[b0:b0 + BLOCK]
-            values = ds["values_S2"].isel(sample=sel).values.astype(np.float64)
+            values = ds[f"values_{s}"].isel(sample=sel).values.astype(np.float64)
             t = days[None, :] - origin[sel, None]
             mean[sel] = interp_linear(t, values, np.broadcast_to(ref_days, (sel.size,
                                                                              ref_days.size)))
         valid = (~np.isnan(mean)).any((1, 2)).astype(np.uint8)
-        log.info("raw_linear: %d samples, %d without S2 observation", n, int((valid == 0).sum()))
+        log.info("raw_linear (%s): %d samples, %d without observation", s, n,
+                 int((valid == 0).sum()))
         coords = sample_coords(ds, idx)
         coords.update(ref_day=ref_days, feature=bands)
         return _write(Path(out), {"mean": (("sample", "ref_day", "feature"), mean),
                                   "valid": ("sample", valid)}, coords,
-                      {"model": "raw_linear",
-                       "method": "S2 bands linearly interpolated in time at the reference "
+                      {"model": "raw_linear", "sensor": s,
+                       "method": f"{s} bands linearly interpolated in time at the reference "
                                  "dates (per band, constant beyond the first/last "
                                  "observation)"}, ds)

@@ -1,11 +1,13 @@
-"""Gap filling of hidden S2 observations (contracts.md section 5) and its tidy metrics.
+"""Gap filling of hidden observations (contracts.md section 5) and its tidy metrics.
 
 Every predictor sees the test samples with the entries of ``hidden.nc`` removed and predicts
-S2 reflectance (mean, std) at the hidden dates only; predictions are scored against the hidden
-observed values (protocol ``hidden``) and, when the pixel dataset has ``truth_S2``, against the
-noise-free truth at the same entries (protocol ``truth``). Predictors: a trained model
-(:func:`gapfill_model`, all its sensors as input) and the baselines ``linear`` and ``gp``
-(:func:`gapfill_baseline`, S2 only, see :mod:`gpvae.evaluate.gp_baseline`).
+the hidden sensor's values (mean, std; physical units) at the hidden dates only (the sensor
+is the one ``hidden.nc`` names: S2 on the demo, any optical or index sensor otherwise);
+predictions are scored against the hidden observed values (protocol ``hidden``) and, when the
+pixel dataset has ``truth_<sensor>``, against the noise-free truth at the same entries
+(protocol ``truth``). Predictors: a trained model (:func:`gapfill_model`, all its sensors as
+input) and the baselines ``linear`` and ``gp`` (:func:`gapfill_baseline`, the hidden sensor
+only, see :mod:`gpvae.evaluate.gp_baseline`).
 
 ``linear`` has no native uncertainty. Its std is an honest stand-in computed WITHOUT hidden
 values: leave-one-out linear interpolation of the remaining observations of the same test
@@ -30,7 +32,8 @@ from tqdm.auto import tqdm
 
 import gpvae
 from gpvae import to_days
-from gpvae.data.dataset import compact_series, year_origin
+from gpvae.data.dataset import sample_origin
+from gpvae.data.series import compact_series
 from gpvae.device import resolve_device
 from gpvae.errors import InputError
 from gpvae.evaluate.embed import interp_linear
@@ -40,7 +43,7 @@ from gpvae.evaluate.hiding import open_hidden
 from gpvae.evaluate.inference import iterate_pixels, observations_at
 from gpvae.evaluate.tidy import metric_rows, write_tidy_csv
 from gpvae.io.atomic import atomic_path
-from gpvae.io.pixels import open_pixels
+from gpvae.io.pixels import open_pixels, sensor_definitions
 from gpvae.models.build import load_model
 
 log = logging.getLogger(__name__)
@@ -139,8 +142,9 @@ def _gp_inputs(values: np.ndarray, days: np.ndarray, origin: np.ndarray, mu: np.
     return (sb.t.to(device, torch.float64), sb.x.to(device, torch.float64), m.to(device))
 
 
-def _gp_blocks(pixels: Path, values: np.ndarray, days: np.ndarray, origin: np.ndarray,
-               hide: np.ndarray, band_pos: np.ndarray, device: torch.device) -> Iterator[Block]:
+def _gp_blocks(pixels: Path, sensor: str, values: np.ndarray, days: np.ndarray,
+               origin: np.ndarray, hide: np.ndarray, band_pos: np.ndarray,
+               device: torch.device) -> Iterator[Block]:
     """Per-pixel exact GP on the remaining observations, hyperparameters shared per band and
     fitted on up to :data:`GP_FIT_SAMPLES` train samples (seed 0)."""
     with open_pixels(pixels) as ds:
@@ -152,13 +156,13 @@ def _gp_blocks(pixels: Path, values: np.ndarray, days: np.ndarray, origin: np.nd
         if train.size > GP_FIT_SAMPLES:
             train = np.sort(np.random.default_rng(0).choice(train, GP_FIT_SAMPLES,
                                                             replace=False))
-        fit_values = ds["values_S2"].isel(sample=train).values[..., band_pos]
-        fit_origin = year_origin(ds["year"].values[train])
+        fit_values = ds[f"values_{sensor}"].isel(sample=train).values[..., band_pos]
+        fit_origin = sample_origin(ds, train)
     mu = np.nanmean(fit_values, axis=(0, 1))
     sd = np.nanstd(fit_values, axis=(0, 1))
     if not (np.isfinite(mu).all() and np.isfinite(sd).all()):
         raise InputError("a band has no observed value in the train samples of the gp fit",
-                         file=pixels, field="values_S2", fix="check the sampling stage")
+                         file=pixels, field=f"values_{sensor}", fix="check the sampling stage")
     sd = np.where(sd > 1e-8, sd, 1.0)
     start = time.perf_counter()
     gp = fit_band_gp(*_gp_inputs(fit_values, days, fit_origin, mu, sd, device),
@@ -179,8 +183,10 @@ def _gp_blocks(pixels: Path, values: np.ndarray, days: np.ndarray, origin: np.nd
 # --- model ----------------------------------------------------------------------------------
 def _model_blocks(model: torch.nn.Module, meta: dict, pixels: Path, hidden: xr.DataArray,
                   days: np.ndarray, origin: np.ndarray, batch_size: int) -> Iterator[Block]:
-    """The model's S2 predictive (physical units) at the hidden dates, hidden inputs removed."""
+    """The model's predictive of the hidden sensor (physical units) at the hidden dates, hidden
+    inputs removed."""
     hide = hidden.values.astype(bool)
+    sensor = str(hidden.attrs["sensor"])
     r0 = 0
     for sel, batch in iterate_pixels(pixels, meta, hidden["sample"].values,
                                      batch_size=batch_size, hidden=hidden):
@@ -188,7 +194,7 @@ def _model_blocks(model: torch.nn.Module, meta: dict, pixels: Path, hidden: xr.D
         r0 += sel.size
         cols = np.flatnonzero(hide[rows].any(0))
         tq = torch.from_numpy(days[cols][None, :] - origin[rows, None])
-        mean, std = observations_at(model, batch, "S2", tq, meta["normalisation"])
+        mean, std = observations_at(model, batch, sensor, tq, meta["normalisation"])
         yield rows, cols, mean, std
 
 
@@ -234,32 +240,35 @@ def _run(name: str, pixels: Path, hidden_path: Path, bands: list[str] | None, ou
     """Read the hidden samples, run ``make_blocks(hidden, values, days, origin, band_pos)``,
     write the predictions (netCDF) and the tidy metrics (CSV)."""
     hidden = open_hidden(hidden_path)
+    s = str(hidden.attrs["sensor"])
     idx = hidden["sample"].values.astype(np.int64)
     with open_pixels(pixels) as ds:
-        if "values_S2" not in ds:
-            raise InputError("gap filling needs S2 values", file=pixels, field="values_S2",
-                             fix="sample S2")
-        have = [str(b) for b in ds["band_S2"].values]
+        if f"values_{s}" not in ds:
+            raise InputError(f"gap filling needs {s} values", file=pixels,
+                             field=f"values_{s}", fix="use the pixel dataset hidden.nc was "
+                             "made from")
+        have = [str(b) for b in ds[f"band_{s}"].values]
         bands = have if bands is None else list(bands)
         missing = [b for b in bands if b not in have]
         if missing:
-            raise InputError(f"pixel dataset lacks S2 bands {missing}", file=pixels,
-                             field="band_S2", fix="use the pixel dataset the model used")
-        if hidden.sizes["time_S2"] != ds.sizes["time_S2"] or idx.max(initial=-1) >= ds.sizes[
-                "sample"]:
+            raise InputError(f"pixel dataset lacks {s} bands {missing}", file=pixels,
+                             field=f"band_{s}", fix="use the pixel dataset the model used")
+        if hidden.sizes[f"time_{s}"] != ds.sizes[f"time_{s}"] or idx.max(
+                initial=-1) >= ds.sizes["sample"]:
             raise InputError("hiding mask does not match the pixel dataset", file=hidden_path,
-                             field="hidden_S2", fix="recompute hidden.nc from this dataset")
+                             field=f"hidden_{s}", fix="recompute hidden.nc from this dataset")
         band_pos = np.array([have.index(b) for b in bands])
-        days = to_days(ds["time_S2"].values)
-        origin = year_origin(ds["year"].values[idx])
-        observed = ds["values_S2"].isel(sample=idx).values[..., band_pos]
-        truth = (ds["truth_S2"].isel(sample=idx).values[..., band_pos]
-                 if "truth_S2" in ds else None)
-        time_coord = ds["time_S2"].values
+        days = to_days(ds[f"time_{s}"].values)
+        origin = sample_origin(ds, idx)
+        observed = ds[f"values_{s}"].isel(sample=idx).values[..., band_pos]
+        truth = (ds[f"truth_{s}"].isel(sample=idx).values[..., band_pos]
+                 if f"truth_{s}" in ds else None)
+        time_coord = ds[f"time_{s}"].values
+        units = sensor_definitions(ds, file=pixels)[s].band(bands[0]).unit
     hide = hidden.values.astype(bool)
     if (hide & np.isnan(observed).all(-1)).any():
         raise InputError("hiding mask hides dates with no observation", file=hidden_path,
-                         field="hidden_S2", fix="recompute hidden.nc from this dataset")
+                         field=f"hidden_{s}", fix="recompute hidden.nc from this dataset")
     start = time.perf_counter()
     pred_mean, pred_std = _assemble(make_blocks(hidden, observed, days, origin, band_pos),
                                     hide, len(bands), idx.size)
@@ -269,12 +278,12 @@ def _run(name: str, pixels: Path, hidden_path: Path, bands: list[str] | None, ou
     seed = int(hidden.attrs.get("seed", 0))
     rows = score_rows(name, observed, truth, pred_mean, pred_std, hide, bands, seed=seed,
                       split=str(hidden.attrs.get("split", "test")))
-    dims = ("sample", "time_S2", "band_S2")
-    out = xr.Dataset({"pred_mean": (dims, pred_mean, {"units": "reflectance"}),
-                      "pred_std": (dims, pred_std, {"units": "reflectance"})},
-                     coords={"sample": idx, "time_S2": time_coord, "band_S2": bands},
-                     attrs={"model": name, "hidden": str(hidden_path), "seed": seed,
-                            "gpvae_version": gpvae.__version__})
+    dims = ("sample", f"time_{s}", f"band_{s}")
+    out = xr.Dataset({"pred_mean": (dims, pred_mean, {"units": units}),
+                      "pred_std": (dims, pred_std, {"units": units})},
+                     coords={"sample": idx, f"time_{s}": time_coord, f"band_{s}": bands},
+                     attrs={"model": name, "sensor": s, "hidden": str(hidden_path),
+                            "seed": seed, "gpvae_version": gpvae.__version__})
     encoding = {k: {"zlib": True, "complevel": 4} for k in ("pred_mean", "pred_std")}
     with atomic_path(out_nc) as tmp:
         out.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
@@ -284,24 +293,27 @@ def _run(name: str, pixels: Path, hidden_path: Path, bands: list[str] | None, ou
 
 def gapfill_model(pixels: Path, hidden: Path, checkpoint: Path, out_nc: Path, out_csv: Path, *,
                   device: str = "auto", batch_size: int = 512) -> Path:
-    """Gap-fill the hidden S2 entries with a trained model (inputs: all its sensors minus the
-    hidden S2 entries); writes ``{model}.nc`` and the tidy ``gapfill_{model}.csv``."""
+    """Gap-fill the hidden entries with a trained model (inputs: all its sensors minus the
+    hidden entries); writes ``{model}.nc`` and the tidy ``gapfill_{model}.csv``."""
     model, meta = load_model(checkpoint, device)
-    if "S2" not in meta["sensor_bands"]:
-        raise InputError(f"model {meta['model_name']} does not model S2", file=checkpoint,
-                         field="sensors", fix="evaluate gap filling with S2 models only")
+    sensor = str(open_hidden(hidden).attrs["sensor"])
+    if sensor not in meta["sensor_bands"]:
+        raise InputError(f"model {meta['model_name']} does not model {sensor}, the sensor "
+                         "hidden.nc hides", file=checkpoint, field="sensors",
+                         fix=f"evaluate gap filling with models of {sensor}, or set "
+                         "gapfill.sensor to a sensor the models read")
 
     def blocks(hidden, observed, days, origin, band_pos):
         return _model_blocks(model, meta, pixels, hidden, days, origin, batch_size)
 
-    return _run(str(meta["model_name"]), pixels, hidden, meta["sensor_bands"]["S2"], out_nc,
+    return _run(str(meta["model_name"]), pixels, hidden, meta["sensor_bands"][sensor], out_nc,
                 out_csv, blocks)
 
 
 def gapfill_baseline(pixels: Path, hidden: Path, name: str, out_nc: Path, out_csv: Path, *,
                      device: str = "auto") -> Path:
-    """Gap-fill with a baseline on S2 alone: ``linear`` (interpolation, LOO-span std) or
-    ``gp`` (per-pixel exact GP, shared per-band hyperparameters)."""
+    """Gap-fill with a baseline on the hidden sensor alone: ``linear`` (interpolation,
+    LOO-span std) or ``gp`` (per-pixel exact GP, shared per-band hyperparameters)."""
     if name not in BASELINES:
         raise InputError(f"unknown gap-filling baseline {name!r}", field="name",
                          fix=f"use one of {', '.join(BASELINES)}")
@@ -311,6 +323,7 @@ def gapfill_baseline(pixels: Path, hidden: Path, name: str, out_nc: Path, out_cs
         hide = hidden.values.astype(bool)
         if name == "linear":
             return _linear_blocks(observed, days[None, :] - origin[:, None], hide)
-        return _gp_blocks(pixels, observed, days, origin, hide, band_pos, dev)
+        return _gp_blocks(pixels, str(hidden.attrs["sensor"]), observed, days, origin, hide,
+                          band_pos, dev)
 
     return _run(name, pixels, hidden, None, out_nc, out_csv, blocks)

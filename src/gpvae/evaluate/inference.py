@@ -1,8 +1,8 @@
 """Run a trained model on samples of the pixel dataset: batches, latents, predictions.
 
 Shared by the embedding, gap-filling and tile stages. Inputs are read lazily per batch and
-normalised with the checkpoint's statistics; S2 entries flagged in a hiding mask are removed
-before compaction, so they never reach the model.
+normalised with the checkpoint's statistics; entries flagged in a hiding mask (of the sensor it
+names) are removed before compaction, so they never reach the model.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from gpvae.data.batch import Batch
-from gpvae.data.dataset import PixelDataset, compact_series
-from gpvae.data.normalise import Normalisation, transform_name
+from gpvae.data.dataset import PixelDataset
+from gpvae.data.normalise import Normalisation
+from gpvae.data.series import compact_series
 from gpvae.device import fixed_rng
 from gpvae.errors import InputError
 
@@ -33,27 +34,35 @@ MAX_DECODE_ELEMENTS = 2 ** 21
 DB_TO_LN = float(np.log(10.0) / 10.0)
 
 
+def hidden_sensor(hidden: xr.DataArray) -> str:
+    """The sensor a hiding mask ``hidden_<sensor>(sample, time_<sensor>)`` is about."""
+    return str(hidden.attrs.get("sensor") or str(hidden.dims[1]).removeprefix("time_"))
+
+
 def hidden_for(hidden: xr.DataArray, indices: np.ndarray, num_times: int, *,
                file: object = None) -> np.ndarray:
     """The (len(indices), num_times) bool hiding mask of samples ``indices`` (False for samples
     absent from ``hidden``)."""
-    if hidden.dims != ("sample", "time_S2") or hidden.sizes["time_S2"] != num_times:
+    sensor = hidden_sensor(hidden)
+    dims = ("sample", f"time_{sensor}")
+    if hidden.dims != dims or hidden.sizes[dims[1]] != num_times:
         raise InputError(f"hidden mask has dims {dict(hidden.sizes)}, expected (sample, "
-                         f"time_S2={num_times})", file=file, field="hidden_S2",
+                         f"{dims[1]}={num_times})", file=file, field=f"hidden_{sensor}",
                          fix="recompute hidden.nc from this pixel dataset (make_hidden)")
     return hidden.reindex(sample=np.asarray(indices), fill_value=0).values.astype(bool)
 
 
 def iterate_pixels(pixels: Path, meta: dict, indices: np.ndarray, *, batch_size: int = 512,
                    hidden: xr.DataArray | None = None) -> Iterator[tuple[np.ndarray, Batch]]:
-    """Yield (sample indices, normalised Batch) over ``indices`` in order; S2 entries where
-    ``hidden`` (sample, time_S2) is 1 are set missing before compaction (never seen)."""
+    """Yield (sample indices, normalised Batch) over ``indices`` in order; entries of the
+    hidden sensor where ``hidden`` (sample, time_<sensor>) is 1 are set missing before
+    compaction (never seen)."""
     norm: Normalisation = meta["normalisation"]
     indices = np.asarray(indices, dtype=np.int64)
     with PixelDataset(pixels, meta["sensor_bands"], norm) as ds:
-        hide = None
-        if hidden is not None and "S2" in ds.sensor_bands:
-            hide = hidden_for(hidden, indices, ds.times["S2"].size, file=pixels)
+        hide, hidden_s = None, None if hidden is None else hidden_sensor(hidden)
+        if hidden_s in ds.sensor_bands:
+            hide = hidden_for(hidden, indices, ds.times[hidden_s].size, file=pixels)
         starts = range(0, indices.size, batch_size)
         for start in tqdm(starts, desc="batches", unit="batch", disable=not sys.stderr.isatty()):
             idx = indices[start:start + batch_size]
@@ -61,7 +70,7 @@ def iterate_pixels(pixels: Path, meta: dict, indices: np.ndarray, *, batch_size:
             sensors = {}
             for s in ds.sensor_bands:
                 values = ds.read(s, idx)
-                if s == "S2" and hide is not None:
+                if s == hidden_s and hide is not None:
                     values[hide[start:start + batch_size]] = np.nan
                 sensors[s] = compact_series(ds.times[s], norm.normalise(s, values), origin)
             yield idx, Batch(sensors, torch.from_numpy(origin.astype(np.float64)),
@@ -84,8 +93,8 @@ def has_observation(batch: Batch) -> np.ndarray:
 
 def latent_moments(model: torch.nn.Module, batch: Batch, ref_days: np.ndarray
                    ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Posterior mean and variance (B, R, L) of the latent at ``ref_days`` (days since Jan 1 of
-    each sample's year, the batch frame), as tensors on the model's device."""
+    """Posterior mean and variance (B, R, L) of the latent at ``ref_days`` (days since each
+    sample's time origin, the batch frame), as tensors on the model's device."""
     device = model_device(model)
     t = torch.as_tensor(np.asarray(ref_days, dtype=np.float32), device=device)
     t = t.unsqueeze(0).expand(batch.batch_size, -1)
@@ -105,8 +114,8 @@ def latent_arrays(batch: Batch, moments: tuple[torch.Tensor, torch.Tensor]
 
 def latent_at(model: torch.nn.Module, batch: Batch, ref_days: np.ndarray
               ) -> tuple[np.ndarray, np.ndarray]:
-    """Posterior mean and variance (B, R, L) of the latent at ``ref_days`` (days since Jan 1 of
-    each sample's year, the batch frame); NaN for samples with no observation at all."""
+    """Posterior mean and variance (B, R, L) of the latent at ``ref_days`` (days since each
+    sample's time origin, the batch frame); NaN for samples with no observation at all."""
     return latent_arrays(batch, latent_moments(model, batch, ref_days))
 
 
@@ -126,10 +135,11 @@ def observations_at(model: torch.nn.Module, batch: Batch, sensor: str, t_days: t
     physical units, observation noise included. ``latent``: the latent moments (B, Q, L) at
     ``t_days`` when already computed (:func:`latent_moments`), so they are not recomputed.
 
-    S2: the normalised moments scaled back (reflectance). S1 (modelled in dB): the Gaussian
-    predictive in dB mapped to the lognormal mean and std of linear backscatter
-    (:func:`lognormal_moments`). Monte-Carlo decoding uses a fixed seed (repeatable); queries
-    are decoded in chunks of at most :data:`MAX_DECODE_ELEMENTS` elements.
+    Identity-transformed sensors: the normalised moments scaled back (physical units). dB
+    sensors (SAR): the Gaussian predictive in dB mapped to the lognormal mean and std of linear
+    backscatter (:func:`lognormal_moments`). Monte-Carlo decoding uses a fixed seed
+    (repeatable); queries are decoded in chunks of at most :data:`MAX_DECODE_ELEMENTS`
+    elements.
     """
     device = model_device(model)
     batch = batch.to(device)
@@ -149,7 +159,7 @@ def observations_at(model: torch.nn.Module, batch: Batch, sensor: str, t_days: t
             stds.append(s.double().cpu().numpy())
     mean, std = normalisation.denormalise(sensor, np.concatenate(means, 1),
                                           np.concatenate(stds, 1))
-    if transform_name(sensor) == "db":
+    if normalisation.sensors[sensor].transform == "db":
         mean, std = lognormal_moments(mean, std)
     return mean, std
 

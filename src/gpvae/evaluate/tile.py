@@ -1,12 +1,14 @@
 """Tile products (docs/contracts.md section 7): stream a whole tile through a trained model.
 
-The tile is processed in ``chunk_px x chunk_px`` windows: each window's series of the year are
-read lazily (:class:`~gpvae.evaluate.tile_inputs.TileInputs`), normalised and compacted like
-the pixel dataset, and passed in batches to the model: latent posterior at the reference dates
-(the embedding), S2 predictive mean and std at the same dates (gap-filled cube), and the class
-of the embedding from the saved downstream random forest. Results are written window by window
-into the netCDF (memory bounded by one window), then GeoTIFF quicklooks are streamed from it.
-Pixels without any usable observation in the year get NaN embeddings, ``valid`` 0 and class -1.
+The tile is processed in ``chunk_px x chunk_px`` windows: each window's series of one span
+(the training data's span rule: a year, a season or the whole range) are read lazily
+(:class:`~gpvae.evaluate.tile_inputs.TileInputs`), normalised and compacted like the pixel
+dataset, and passed in batches to the model: latent posterior at the reference dates (the
+embedding), the gap-filled sensor's predictive mean and std at the same dates (gap-filled cube;
+by default the model's first optical or index sensor, e.g. S2), and the class of the embedding
+from the saved downstream random forest. Results are written window by window into the netCDF
+(memory bounded by one window), then GeoTIFF quicklooks are streamed from it. Pixels without
+any usable observation in the span get NaN embeddings, ``valid`` 0 and class -1.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from tqdm.auto import tqdm
 
 import gpvae
 from gpvae.data.batch import Batch
-from gpvae.data.dataset import compact_series
+from gpvae.data.series import compact_series
+from gpvae.data.span import Span
 from gpvae.errors import InputError
 from gpvae.evaluate.downstream import load_classifier
 from gpvae.evaluate.inference import (
@@ -39,11 +42,12 @@ from gpvae.evaluate.inference import (
     model_device,
     observations_at,
 )
-from gpvae.evaluate.tile_geotiff import RGB_BANDS, ScatterMoments, write_quicklooks
+from gpvae.evaluate.tile_geotiff import ScatterMoments, write_quicklooks
 from gpvae.evaluate.tile_inputs import TileInputs
 from gpvae.io.atomic import atomic_path
 from gpvae.io.cube import spatial_ref
 from gpvae.io.ncstream import VarSpec, stream_netcdf
+from gpvae.io.sensors import Sensor
 from gpvae.models.build import load_model
 
 log = logging.getLogger(__name__)
@@ -75,24 +79,28 @@ def mid_index(ref_days: np.ndarray) -> int:
 
 
 def product_skeleton(tiles: TileInputs, ref_days: np.ndarray, latent_dim: int,
-                     s2_bands: list[str] | None, attrs: dict) -> xr.Dataset:
+                     bands: list[str] | None, attrs: dict) -> xr.Dataset:
     """Coordinates, grid mapping and attributes of a tile product (no data variables)."""
     coords = {"ref_day": ("ref_day", np.asarray(ref_days, dtype=np.float64),
-                          {"long_name": f"reference date, days after {tiles.year}-01-01"}),
+                          {"long_name": "reference date, days after "
+                                        f"{np.datetime_as_string(tiles.start, 'D')}"}),
               "latent": np.arange(latent_dim, dtype=np.int32),
               "y": ("y", tiles.y, {"units": "m", "axis": "Y"}),
               "x": ("x", tiles.x, {"units": "m", "axis": "X"})}
-    if s2_bands is not None:
-        coords["band"] = np.asarray(s2_bands, dtype=str)
+    if bands is not None:
+        coords["band"] = np.asarray(bands, dtype=str)
     ds = xr.Dataset({"spatial_ref": spatial_ref(tiles.crs, tiles.transform)}, coords=coords)
     ds.attrs = {"crs": tiles.crs.to_wkt(), "transform": list(tiles.transform.to_gdal()),
-                "tile": tiles.tile, "year": tiles.year, "gpvae_version": gpvae.__version__,
+                "tile": tiles.tile, "year": tiles.year,
+                "span_start": str(np.datetime_as_string(tiles.start, "D")),
+                "span_end": str(np.datetime_as_string(tiles.end, "D")),
+                "gpvae_version": gpvae.__version__,
                 "Conventions": "CF-1.8", **attrs}
     return ds
 
 
 def product_specs(latent_dim: int, num_refs: int, num_bands: int | None, chunk: tuple[int, int],
-                  class_names: list[str]) -> dict[str, VarSpec]:
+                  class_names: list[str], sensor: Sensor | None = None) -> dict[str, VarSpec]:
     """The streamed variables of contracts section 7, chunked like the processing windows."""
     grid = {"grid_mapping": "spatial_ref"}
     specs = {
@@ -113,24 +121,24 @@ def product_specs(latent_dim: int, num_refs: int, num_bands: int | None, chunk: 
                                                               "std incl. observation noise")):
             specs[name] = VarSpec(("ref_day", "band", "y", "x"), "float32",
                                   (1, num_bands, *chunk),
-                                  {**grid, "long_name": f"S2 surface reflectance {what}",
-                                   "units": "1"})
+                                  {**grid, "long_name": f"{sensor.name} {what}",
+                                   "units": sensor.bands[0].unit, "sensor": sensor.name})
     return specs
 
 
 def _predict_batch(model: torch.nn.Module, meta: dict, sensors: dict, origins: np.ndarray,
                    index: torch.Tensor, ref_days: np.ndarray, pipeline: object,
-                   with_s2: bool, num_samples: int = 32) -> dict[str, np.ndarray]:
+                   gapfill: str | None, num_samples: int = 32) -> dict[str, np.ndarray]:
     """Model outputs of one batch of compacted series (see :func:`predict_pixels`)."""
     batch = Batch(sensors, torch.from_numpy(origins), index)
     moments = latent_moments(model, batch, ref_days)  # computed once, decoded below
     mean, var = latent_arrays(batch, moments)
     valid = ~np.isnan(mean).any(axis=(1, 2))
     out = {"embedding": mean, "embedding_var": var, "valid": valid.astype(np.uint8)}
-    if with_s2:
+    if gapfill is not None:
         n = origins.size
         t = torch.as_tensor(np.broadcast_to(ref_days, (n, ref_days.size)).copy())
-        g_mean, g_std = observations_at(model, batch, "S2", t, meta["normalisation"],
+        g_mean, g_std = observations_at(model, batch, gapfill, t, meta["normalisation"],
                                         latent=moments, num_samples=num_samples)
         g_mean[~valid], g_std[~valid] = np.nan, np.nan
         out["gapfilled"], out["gapfilled_std"] = g_mean, g_std
@@ -143,12 +151,12 @@ def _predict_batch(model: torch.nn.Module, meta: dict, sensors: dict, origins: n
 
 def predict_pixels(model: torch.nn.Module, meta: dict, series: dict[str, np.ndarray],
                    days: dict[str, np.ndarray], origin: float, ref_days: np.ndarray,
-                   pipeline: object, batch_size: int, num_samples: int = 32
-                   ) -> tuple[dict[str, np.ndarray], int]:
+                   pipeline: object, batch_size: int, num_samples: int = 32,
+                   gapfill: str | None = None) -> tuple[dict[str, np.ndarray], int]:
     """Model outputs of P pixels (physical series per sensor (P, T, C), NaN = missing):
-    embedding mean/var (P, R, L), S2 mean/std (P, R, C) when the model has S2 (``num_samples``
-    latent samples decoded for non-linear decoders), class (P,), valid (P,); and the batch
-    size used (halved on every CUDA out-of-memory error)."""
+    embedding mean/var (P, R, L), the ``gapfill`` sensor's mean/std (P, R, C) when given
+    (``num_samples`` latent samples decoded for non-linear decoders), class (P,), valid (P,);
+    and the batch size used (halved on every CUDA out-of-memory error)."""
     norm = meta["normalisation"]
     p = next(iter(series.values())).shape[0]
     parts: dict[str, list[np.ndarray]] = {}
@@ -160,7 +168,7 @@ def predict_pixels(model: torch.nn.Module, meta: dict, series: dict[str, np.ndar
                    for s, v in series.items()}
         try:
             out = _predict_batch(model, meta, sensors, origins, torch.arange(sl.start, sl.stop),
-                                 ref_days, pipeline, "S2" in series, num_samples)
+                                 ref_days, pipeline, gapfill, num_samples)
         except torch.OutOfMemoryError:
             if batch_size == 1:
                 raise
@@ -212,12 +220,15 @@ def read_ahead(read: Callable[[T], R], items: list[T], lock: threading.Lock
 def predict_tile(cubes: dict[str, Path], masks: dict[str, Path], checkpoint: Path,
                  classifier: Path, out_nc: Path, *, ref_days: np.ndarray,
                  year: int | None = None, chunk_px: int | str = "auto", device: str = "auto",
-                 batch_size: int | str = "auto", num_samples: int = 32) -> Path:
+                 batch_size: int | str = "auto", num_samples: int = 32,
+                 sensor: str | None = None) -> Path:
     """Write the tile product of contracts section 7 (netCDF + GeoTIFF quicklooks + cost
     JSON ``<stem>_cost.json``) for one model and tile; returns ``out_nc``.
 
     ``chunk_px`` / ``batch_size``: window side and model batch, or "auto" (:func:`auto_sizes`);
-    ``num_samples``: latent samples decoded for the gap-filled S2 mean and std.
+    ``num_samples``: latent samples decoded for the gap-filled mean and std; ``sensor``: the
+    gap-filled sensor (default: the model's first optical or index sensor; none if it has
+    none). ``year`` picks the span of the training data's rule labelled with that year.
     """
     out_nc = Path(out_nc)
     ref_days = np.asarray(ref_days, dtype=np.float64)
@@ -238,21 +249,25 @@ def predict_tile(cubes: dict[str, Path], masks: dict[str, Path], checkpoint: Pat
     bundle = load_classifier(classifier)
     check_layout(bundle, ref_days, model.latent_dim, file=classifier)
     sensor_bands = meta["sensor_bands"]
-    s2_bands = sensor_bands.get("S2")
-    rgb_index = ([s2_bands.index(b) for b in RGB_BANDS] if s2_bands is not None
-                 and all(b in s2_bands for b in RGB_BANDS) else None)
+    gapfill = gapfill_target(meta, sensor, file=checkpoint)
+    bands = None if gapfill is None else sensor_bands[gapfill.name]
+    rgb = None if gapfill is None else gapfill.composite(bands)
+    rgb_index = None if rgb is None else [bands.index(b) for b in rgb]
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
-    with TileInputs(cubes, masks, sensor_bands, year) as tiles:
+    span = Span(**meta["data_span"]) if meta.get("data_span") else Span()
+    with TileInputs(cubes, masks, sensor_bands, year, span) as tiles:
         h, w = tiles.height, tiles.width
         chunk = (min(chunk_px, h), min(chunk_px, w))
         attrs = {"model": str(meta.get("model_name")), "method": latent_method(model),
+                 "sensor": "" if gapfill is None else gapfill.name,
+                 "sensor_definition": "" if gapfill is None else json.dumps(gapfill.to_dict()),
                  "checkpoint": str(checkpoint), "classifier": str(classifier),
                  "class_names": json.dumps(list(bundle["class_names"]))}
-        skeleton = product_skeleton(tiles, ref_days, model.latent_dim, s2_bands, attrs)
+        skeleton = product_skeleton(tiles, ref_days, model.latent_dim, bands, attrs)
         specs = product_specs(model.latent_dim, ref_days.size,
-                              None if s2_bands is None else len(s2_bands), chunk,
-                              list(bundle["class_names"]))
+                              None if bands is None else len(bands), chunk,
+                              list(bundle["class_names"]), gapfill)
         windows = [(slice(r, min(r + chunk_px, h)), slice(c, min(c + chunk_px, w)))
                    for r in range(0, h, chunk_px) for c in range(0, w, chunk_px)]
         mid = mid_index(ref_days)
@@ -269,7 +284,8 @@ def predict_tile(cubes: dict[str, Path], masks: dict[str, Path], checkpoint: Pat
             for k, ((rows, cols), series) in enumerate(progress):
                 out, batch_size = predict_pixels(model, meta, series, days, tiles.origin,
                                                  ref_days, bundle["pipeline"], batch_size,
-                                                 num_samples)
+                                                 num_samples,
+                                                 None if gapfill is None else gapfill.name)
                 hh, ww = rows.stop - rows.start, cols.stop - cols.start
                 with io_lock:
                     for name, values in out.items():
@@ -299,6 +315,20 @@ def predict_tile(cubes: dict[str, Path], masks: dict[str, Path], checkpoint: Pat
     with atomic_path(cost_path(out_nc)) as tmp:
         tmp.write_text(json.dumps(cost, indent=2))
     return out_nc
+
+
+def gapfill_target(meta: dict, sensor: str | None, *, file: object = None) -> Sensor | None:
+    """The sensor a tile product gap-fills: ``sensor`` (one the model reads), else the model's
+    first optical or index sensor (None when it has none)."""
+    registry = meta["sensors"]
+    if sensor is not None:
+        if sensor not in meta["sensor_bands"]:
+            raise InputError(f"model {meta.get('model_name')} does not read {sensor}",
+                             file=file, field="gapfill.sensor",
+                             fix=f"choose among {list(meta['sensor_bands'])}")
+        return registry[sensor]
+    return next((registry[s] for s in meta["sensor_bands"]
+                 if registry[s].kind in ("optical", "index")), None)
 
 
 def cost_path(out_nc: Path) -> Path:

@@ -2,7 +2,8 @@
 
 ``<stem>_class_map.tif`` (int16, nodata -1), ``<stem>_embedding_rgb.tif`` (first three
 principal components of the mid-season embedding, float32, NaN nodata) and ``<stem>_rgb.tif``
-(gap-filled B04/B03/B02 at mid-season, float32 reflectance). Each is written atomically with
+(the gap-filled sensor's first colour composite from the registry, e.g. S2 B04/B03/B02, at
+mid-season, float32). Each is written atomically with
 the tile's CRS and transform; memory is bounded by one block of rows.
 """
 
@@ -19,9 +20,6 @@ import rasterio
 from rasterio.windows import Window
 
 from gpvae.io.atomic import atomic_path
-
-#: Bands of the true-colour quicklook, in GeoTIFF band order.
-RGB_BANDS = ("B04", "B03", "B02")
 
 
 @dataclasses.dataclass

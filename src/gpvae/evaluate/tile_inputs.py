@@ -1,4 +1,7 @@
-"""Windowed, lazy reading of a tile's cubes and masks as per-pixel series of one year.
+"""Windowed, lazy reading of a tile's cubes and masks as per-pixel series of one span.
+
+The span follows the training data's rule (gpvae.data.span: a calendar year, a season, or the
+whole range); every pixel's time origin is the span's start.
 
 Every sensor's cube (docs/contracts.md section 1) and mask (section 1b) is opened lazily;
 :meth:`TileInputs.window` reads only one spatial window of the year's dates and returns the
@@ -18,7 +21,7 @@ import rasterio.crs
 import xarray as xr
 
 from gpvae import to_days
-from gpvae.data.dataset import year_origin
+from gpvae.data.span import Span, label_year
 from gpvae.errors import InputError
 from gpvae.io.cube import cube_grid, open_cube
 from gpvae.io.maskfile import open_mask
@@ -28,12 +31,12 @@ log = logging.getLogger(__name__)
 
 @dataclasses.dataclass
 class SensorSource:
-    """One sensor's open cube and mask, its selected bands and the year's date range."""
+    """One sensor's open cube and mask, its selected bands and the span's date range."""
 
     cube: xr.Dataset
     mask: xr.Dataset | None
     band_index: list[int]
-    dates: slice  # the year's positions on the cube's time axis
+    dates: slice  # the span's positions on the cube's time axis
     days: np.ndarray  # (T,) float64 days since EPOCH of those dates
 
 
@@ -41,22 +44,24 @@ class TileInputs:
     """The cubes and masks of one tile for the sensors and bands a model uses.
 
     ``cubes`` / ``masks``: sensor -> path; every sensor of ``sensor_bands`` needs a cube and
-    all cubes must share one grid. ``year`` None: the latest year of the S2 cube (of the
-    first sensor without S2).
+    all cubes must share one grid. ``span``: the training data's span rule (default calendar
+    years); ``year`` selects the span labelled with that year (None: the latest span of the
+    S2 cube, of the first sensor without S2; ``all``: the whole range of the cubes).
     """
 
     def __init__(self, cubes: dict[str, Path], masks: dict[str, Path],
-                 sensor_bands: dict[str, list[str]], year: int | None = None) -> None:
+                 sensor_bands: dict[str, list[str]], year: int | None = None,
+                 span: Span | None = None) -> None:
         self.sources: dict[str, SensorSource] = {}
         self._open: list[xr.Dataset] = []
         try:
-            self._setup(cubes, masks, sensor_bands, year)
+            self._setup(cubes, masks, sensor_bands, year, span or Span())
         except BaseException:
             self.close()
             raise
 
     def _setup(self, cubes: dict[str, Path], masks: dict[str, Path],
-               sensor_bands: dict[str, list[str]], year: int | None) -> None:
+               sensor_bands: dict[str, list[str]], year: int | None, span: Span) -> None:
         missing = [s for s in sensor_bands if s not in cubes]
         if missing:
             raise InputError(f"no cube given for sensors {missing} used by the model",
@@ -82,11 +87,19 @@ class TileInputs:
                                  f"than {first} ({self.height}x{self.width}, {self.transform})",
                                  file=cubes[sensor], field="transform",
                                  fix="extract all sensors of a tile on the tile's grid")
-        if year is None:
-            year = int(opened[first]["time"].values.max().astype("datetime64[Y]").astype(int)
-                       + 1970)
-        self.year = int(year)
-        self.origin = float(year_origin(np.array([self.year]))[0])
+        times = (np.concatenate([c["time"].values for c in opened.values()])
+                 if span.kind == "all" else opened[first]["time"].values)
+        starts, ends = span.windows(times)
+        years = label_year(starts, ends)
+        pick = len(starts) - 1 if year is None else np.flatnonzero(years == int(year))
+        if np.size(pick) == 0:
+            raise InputError(f"no {span.describe()} span labelled {year} in the cubes (spans: "
+                             f"{sorted(set(years.tolist()))})", field="predict.year",
+                             fix="choose predict.year among those years")
+        pick = int(np.ravel(pick)[-1])
+        self.year = int(years[pick])
+        self.start, self.end = starts[pick], ends[pick]
+        self.origin = float(to_days(np.array([self.start]))[0])
         for sensor, bands in sensor_bands.items():
             self.sources[sensor] = self._source(sensor, opened[sensor], bands,
                                                 masks.get(sensor))
@@ -107,12 +120,11 @@ class TileInputs:
             log.warning("%s: no mask given; using the cube's valid (clouds not removed)",
                         sensor)
         days = to_days(cube["time"].values)
-        start = float(year_origin(np.array([self.year]))[0])
-        stop = float(year_origin(np.array([self.year + 1]))[0])
+        start, stop = (float(v) for v in to_days(np.array([self.start, self.end])))
         lo, hi = np.searchsorted(days, start, "left"), np.searchsorted(days, stop, "left")
         if hi == lo:
-            log.warning("%s: no date in %d: every pixel is unobserved by this sensor", sensor,
-                        self.year)
+            log.warning("%s: no date in the span %s..%s: every pixel is unobserved by this "
+                        "sensor", sensor, self.start, self.end)
             return SensorSource(cube, mask, [have.index(b) for b in bands], slice(lo, hi),
                                 np.array([start]))  # one all-missing date keeps shapes valid
         return SensorSource(cube, mask, [have.index(b) for b in bands], slice(lo, hi),
@@ -125,7 +137,7 @@ class TileInputs:
 
     def window(self, rows: slice, cols: slice) -> dict[str, np.ndarray]:
         """Per sensor the physical values (P, T, C) of the window's pixels (row-major), NaN
-        where not usable; only that window of the year's dates is read."""
+        where not usable; only that window of the span's dates is read."""
         out = {}
         for sensor, src in self.sources.items():
             sel = {"time": src.dates, "y": rows, "x": cols}
@@ -133,7 +145,7 @@ class TileInputs:
             usable = (src.mask if src.mask is not None else src.cube)["valid"].isel(sel).values
             data = np.where(usable.astype(bool)[:, None], data, np.nan).astype(np.float32)
             t, c, h, w = data.shape
-            if t == 0:  # no date this year: one missing date (see _source)
+            if t == 0:  # no date in the span: one missing date (see _source)
                 data = np.full((1, c, h, w), np.nan, np.float32)
                 t = 1
             out[sensor] = data.transpose(2, 3, 0, 1).reshape(h * w, t, c)

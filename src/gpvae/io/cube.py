@@ -17,7 +17,7 @@ import xarray as xr
 import gpvae
 from gpvae.errors import InputError
 from gpvae.io.ncstream import VarSpec, stream_netcdf
-from gpvae.io.sensors import SENSOR_BANDS, SENSOR_RADIOMETRY
+from gpvae.io.sensors import Sensor, builtin_sensors, make_sensor
 
 #: Per-date coordinates and their dtype / default value.
 PER_DATE: dict[str, tuple[type, object]] = {
@@ -47,8 +47,11 @@ def spatial_ref(crs: str | rasterio.crs.CRS, transform: affine.Affine) -> xr.Dat
 def cube_skeleton(*, times: np.ndarray, bands: list[str], crs: str, transform: affine.Affine,
                   height: int, width: int, sensor: str, tile: str, radiometry: str,
                   per_date: dict[str, np.ndarray] | None = None,
-                  attrs: dict | None = None) -> xr.Dataset:
-    """Coordinates, grid mapping and attributes of a cube (no data variables)."""
+                  attrs: dict | None = None, definition: Sensor | None = None) -> xr.Dataset:
+    """Coordinates, grid mapping and attributes of a cube (no data variables).
+
+    ``definition``: the sensor's registry entry, recorded as the ``sensor_definition``
+    attribute (default: the built-in of that name, if any)."""
     times = np.asarray(times).astype("datetime64[ns]")
     nt = times.shape[0]
     if nt > 1 and not (np.diff(times) > np.timedelta64(0, "ns")).all():
@@ -65,6 +68,10 @@ def cube_skeleton(*, times: np.ndarray, bands: list[str], crs: str, transform: a
         coords[name] = ("time", np.asarray(vals))
     extra = dict(attrs or {})
     extra["source_files"] = json.dumps([str(f) for f in extra.get("source_files", [])])
+    if definition is None:
+        definition = builtin_sensors().get(sensor)
+    if definition is not None:
+        extra["sensor_definition"] = json.dumps(definition.to_dict())
     ds = xr.Dataset({"spatial_ref": spatial_ref(crs, transform)}, coords=coords)
     ds.attrs = {"sensor": sensor, "tile": tile, "radiometry": radiometry,
                 "crs": rasterio.crs.CRS.from_user_input(crs).to_wkt(),
@@ -117,7 +124,8 @@ def cube_writer(path: Path, *, with_quality: bool = False, **skeleton_kw
 def write_cube(path: Path, *, data: np.ndarray, valid: np.ndarray, times: np.ndarray,
                bands: list[str], crs: str, transform: affine.Affine, sensor: str, tile: str,
                radiometry: str, per_date: dict[str, np.ndarray] | None = None,
-               quality: np.ndarray | None = None, attrs: dict | None = None) -> Path:
+               quality: np.ndarray | None = None, attrs: dict | None = None,
+               definition: Sensor | None = None) -> Path:
     """Write the canonical cube of docs/contracts.md section 1, atomically.
 
     ``data`` (time, band, y, x) float32 physical units, ``valid`` (time, y, x), optional
@@ -134,7 +142,7 @@ def write_cube(path: Path, *, data: np.ndarray, valid: np.ndarray, times: np.nda
     with cube_writer(path, with_quality=quality is not None, times=times, bands=bands,
                      crs=crs, transform=transform, height=h, width=w, sensor=sensor,
                      tile=tile, radiometry=radiometry, per_date=per_date,
-                     attrs=attrs) as writer:
+                     attrs=attrs, definition=definition) as writer:
         for t in range(nt):
             writer.write(t, data[t], valid[t], None if quality is None else quality[t])
     return Path(path)
@@ -182,17 +190,25 @@ def open_cube(path: Path) -> xr.Dataset:
                                                           <= 0).any():
         raise InputError("cube time axis is not datetime, unique and increasing",
                          file=path, field="time", fix=fix)
-    sensor = ds.attrs["sensor"]
-    expected = SENSOR_BANDS.get(sensor)
-    bands = [str(b) for b in ds["band"].values]
-    if expected is not None and not set(bands) <= set(expected):
-        raise InputError(f"cube bands {bands} are not bands of sensor {sensor} {expected}",
-                         file=path, field="band", fix=fix)
-    if sensor in SENSOR_RADIOMETRY and ds.attrs["radiometry"] != SENSOR_RADIOMETRY[sensor]:
-        raise InputError(f"cube radiometry {ds.attrs['radiometry']!r} is not "
-                         f"{SENSOR_RADIOMETRY[sensor]!r} for sensor {sensor}",
-                         file=path, field="radiometry", fix=fix)
+    definition = cube_sensor(ds, file=path)
+    if definition is not None:
+        bands = [str(b) for b in ds["band"].values]
+        definition.check_bands(bands, file=path, field="band")
+        if ds.attrs["radiometry"] != definition.radiometry:
+            raise InputError(f"cube radiometry {ds.attrs['radiometry']!r} is not "
+                             f"{definition.radiometry!r} for sensor {definition.name}",
+                             file=path, field="radiometry", fix=fix)
     return ds
+
+
+def cube_sensor(ds: xr.Dataset, *, file: object = None) -> Sensor | None:
+    """The sensor definition of a cube: its ``sensor_definition`` attribute, else the built-in
+    of its ``sensor`` name (None when neither exists)."""
+    name = str(ds.attrs.get("sensor", ""))
+    recorded = ds.attrs.get("sensor_definition")
+    if recorded:
+        return make_sensor(name, json.loads(recorded), source=file)
+    return builtin_sensors().get(name)
 
 
 def cube_grid(ds: xr.Dataset) -> tuple[rasterio.crs.CRS, affine.Affine, int, int]:

@@ -27,7 +27,7 @@ from gpvae.io.s1tiling import (
     group_s1tiling_images,
     read_s1tiling_acquisition,
 )
-from gpvae.io.sensors import S2_BANDS, SENSOR_RADIOMETRY
+from gpvae.io.sensors import S2_BANDS, builtin
 from gpvae.io.theia import TheiaProduct, find_theia_products, read_theia_product, theia_grid
 from gpvae.io.window import aoi_window, in_date_range, window_transform
 
@@ -142,7 +142,7 @@ def extract_s2_theia(product_dir: Path, tile: str, out: Path, *, bands: list[str
     with cube_writer(out, with_quality=True, times=[p.acquired for p in products],
                      bands=bands, crs=crs.to_wkt(), transform=window_transform(window, transform),
                      height=int(window.height), width=int(window.width), sensor="S2",
-                     tile=tile, radiometry=SENSOR_RADIOMETRY["S2"],
+                     tile=tile, radiometry=builtin("S2").radiometry,
                      per_date={"platform": [p.platform for p in products],
                                "orbit_direction": [""] * len(products),
                                "relative_orbit": [_relative_orbit(p) for p in products]},
@@ -191,7 +191,7 @@ def extract_s1tiling(s1_dir: Path, tile: str, orbit_direction: str, out: Path, *
     with cube_writer(out, times=[a.acquired for a in acqs], bands=["VV", "VH"],
                      crs=crs.to_wkt(), transform=window_transform(window, transform),
                      height=int(window.height), width=int(window.width), sensor=sensor,
-                     tile=tile, radiometry=SENSOR_RADIOMETRY[sensor],
+                     tile=tile, radiometry=builtin(sensor).radiometry,
                      per_date={"platform": [a.vv.platform for a in acqs],
                                "orbit_direction": [direction] * len(acqs),
                                "relative_orbit": [a.vv.relative_orbit for a in acqs]},

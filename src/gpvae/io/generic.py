@@ -1,8 +1,9 @@
 """Generic netCDF / zarr cubes (FORCE, eo-learn, openEO, your own) to the canonical cube.
 
-A generic cube has a time axis, one variable per band on (time, y, x) (any order) and an
-optional quality variable read with a rule (``boolean``, ``classes``, ``bits``, or the
-Sen2Cor ``scl`` / Theia ``theia_clm`` conventions). The CRS comes from the band variables'
+A generic cube has a time axis, one variable per band of a registry sensor (any band name:
+B04, SR_B4, NDVI, VV...) on (time, y, x) (any order) and optional quality variables read
+with rules (``boolean``, ``classes``, ``bits``, or the Sen2Cor ``scl`` / Theia ``theia_clm``
+conventions; several rules combine). The CRS comes from the band variables'
 CF grid mapping (``crs_wkt`` / ``spatial_ref`` or CF projection parameters), else from the
 ``crs`` argument. Times are sorted; duplicated timestamps are merged pixel by pixel: the
 first observation in file order that has data wins (its quality goes with it).
@@ -10,8 +11,6 @@ first observation in file order that has data wins (its quality goes with it).
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -25,9 +24,9 @@ from tqdm import tqdm
 
 from gpvae.errors import InputError
 from gpvae.io.cube import cube_writer
-from gpvae.io.quality import QUALITY_KINDS, any_bit_set, in_classes
+from gpvae.io.quality import MaskRules
 from gpvae.io.sar import sar_to_linear
-from gpvae.io.sensors import SENSOR_BANDS, SENSOR_RADIOMETRY
+from gpvae.io.sensors import Sensor, builtin
 from gpvae.io.window import aoi_window, in_date_range, window_transform
 
 if TYPE_CHECKING:
@@ -41,53 +40,6 @@ X_NAMES = ("x", "lon", "longitude", "easting", "cols")
 
 #: Decoder of one band: (band, raw values (y, x)) -> physical float32 with NaN = no data.
 Decoder = Callable[[str, np.ndarray], np.ndarray]
-
-
-@dataclasses.dataclass(frozen=True)
-class MaskRule:
-    """Quality variable and its rule: kind (see gpvae.io.quality) and invalid list."""
-
-    variable: str
-    kind: str
-    invalid: tuple[int, ...] = ()
-    invalid_if: bool = True
-
-    @classmethod
-    def from_config(cls, mask: dict | None, *, file: object = None) -> MaskRule | None:
-        """Parse ``{"variable", "kind", "invalid": [...], "invalid_if": true}`` (None: none)."""
-        if not mask:
-            return None
-        fix = ("give mask as {variable: NAME, kind: boolean|classes|bits|scl|theia_clm, "
-               "invalid: [codes or bits]}")
-        if "variable" not in mask or mask.get("kind") not in QUALITY_KINDS:
-            raise InputError(f"bad mask rule {mask}", file=file, field="mask", fix=fix)
-        invalid = tuple(int(v) for v in mask.get("invalid", ()))
-        if mask["kind"] in ("classes", "bits") and not invalid:
-            raise InputError(f"mask kind {mask['kind']} needs a non-empty invalid list",
-                             file=file, field="mask.invalid", fix=fix)
-        return cls(variable=str(mask["variable"]), kind=str(mask["kind"]), invalid=invalid,
-                   invalid_if=bool(mask.get("invalid_if", True)))
-
-    def stored_kind(self, values: xr.DataArray) -> str:
-        """Kind of the stored quality byte: the rule's own kind when the raw codes fit a byte
-        (and bit rules use bits 0-7), else ``boolean`` (the rule is evaluated on read)."""
-        if self.kind in ("boolean", "scl", "theia_clm"):
-            return self.kind  # byte codes by definition
-        lo, hi = float(values.min()), float(values.max())
-        if lo >= 0 and hi <= 255 and not (self.kind == "bits" and max(self.invalid) > 7):
-            return self.kind
-        return "boolean"
-
-    def stored(self, raw: np.ndarray, kind: str) -> np.ndarray:
-        """Quality byte of raw codes for a stored ``kind`` (boolean: 1 = invalid)."""
-        raw = np.nan_to_num(np.asarray(raw, dtype=np.float64), nan=0.0).astype(np.int64)
-        if kind != "boolean":
-            return raw.astype(np.uint8)
-        if self.kind == "boolean":
-            return ((raw != 0) == self.invalid_if).astype(np.uint8)
-        evaluated = any_bit_set(raw, self.invalid) if self.kind == "bits" else in_classes(
-            raw, self.invalid)
-        return evaluated.astype(np.uint8)
 
 
 def open_any_cube(src: Path) -> xr.Dataset:
@@ -189,45 +141,73 @@ def merge_first_valid(layers: list[tuple[np.ndarray, np.ndarray, np.ndarray | No
     return data, valid, quality
 
 
-def linear_decoder(sensor: str, *, scale: float = 1.0, offset: float = 0.0,
+def linear_decoder(sensor: Sensor, *, scale: float = 1.0, offset: float = 0.0,
                    sar_units: str = "linear", file: object = None) -> Decoder:
-    """Decoder value = raw * scale + offset (NaN stays NaN); S1 then converted to linear."""
+    """Decoder value = raw * scale + offset (NaN stays NaN); SAR then converted to linear."""
     def decode(band: str, raw: np.ndarray) -> np.ndarray:
         value = np.asarray(raw, dtype=np.float64) * scale + offset
-        if sensor.startswith("S1"):
+        if sensor.is_sar:
             return sar_to_linear(value, sar_units, file=file, field=band)
         return value.astype(np.float32)
     return decode
 
 
-def extract_cube_dataset(ds: xr.Dataset, tile: str, out: Path, *, sensor: str,
-                         bands: dict[str, str], decode: Decoder, time_var: str = "time",
-                         mask: MaskRule | None = None, crs: str | None = None,
-                         aoi: AOI | None = None, start: str | None = None,
-                         end: str | None = None, reader: str = "generic",
-                         source: Path | None = None) -> Path:
-    """Write the canonical cube of an opened dataset (band -> variable map), date by date."""
-    file = source
-    if sensor not in SENSOR_BANDS:
-        raise InputError(f"unknown sensor {sensor!r}", file=file, field="sensor",
-                         fix=f"use one of {list(SENSOR_BANDS)}")
-    unknown = set(bands) - set(SENSOR_BANDS[sensor])
-    if unknown or not bands:
-        raise InputError(f"bands {sorted(unknown) or '(none)'} are not bands of {sensor}",
-                         file=file, field="bands",
-                         fix=f"map canonical names {SENSOR_BANDS[sensor]} to variables")
-    names = [b for b in SENSOR_BANDS[sensor] if b in bands]
+def raw_integer(var: xr.DataArray) -> bool:
+    """Whether a variable stores raw integer product values (integer on disk, no CF
+    ``scale_factor`` / ``add_offset`` that decoding already applied)."""
+    stored = var.encoding.get("dtype", var.dtype)
+    cf_scaled = any(k in var.encoding for k in ("scale_factor", "add_offset"))
+    return np.issubdtype(np.dtype(stored), np.integer) and not cf_scaled
+
+
+def resolve_scale(sensor: Sensor, var: xr.DataArray, scale: float | None,
+                  offset: float | None, *, file: object = None) -> tuple[float, float]:
+    """Scale and offset of a band: the given ones; unset, the sensor's product scale/offset
+    for raw integer values (:func:`raw_integer`), else 1 and 0 (values already physical)."""
+    integer = raw_integer(var)
+    s = scale if scale is not None else (sensor.scale if integer else 1.0)
+    o = offset if offset is not None else (sensor.offset if integer else 0.0)
+    if scale is None or offset is None:
+        log.info("%s: %s values of %s: physical = raw * %g + %g (%s)", file,
+                 "raw integer" if integer else "float", sensor.name, s, o,
+                 "the sensor's product scale" if integer else "taken as physical")
+    return float(s), float(o)
+
+
+def check_band_map(ds: xr.Dataset, sensor: Sensor, bands: dict[str, str], *,
+                   file: object = None) -> list[str]:
+    """Bands of a band -> variable map, checked against the sensor and the file, in the
+    sensor's order."""
+    if not bands:
+        raise InputError(f"no band mapped for {sensor.name}", file=file, field="bands",
+                         fix=f"map bands of {sensor.name} ({', '.join(sensor.band_names)}) to "
+                         "variables")
+    sensor.check_bands(bands, file=file, field="bands")
+    names = sensor.ordered(bands)
     for b in names:
         if bands[b] not in ds.variables:
             raise InputError(f"band variable {bands[b]!r} (band {b}) not in the cube",
                              file=file, field=f"bands.{b}",
                              fix=f"variables there: {sorted(map(str, ds.data_vars))}")
+    return names
+
+
+def extract_cube_dataset(ds: xr.Dataset, tile: str, out: Path, *, sensor: Sensor,
+                         bands: dict[str, str], decode: Decoder, time_var: str = "time",
+                         mask: MaskRules | None = None, crs: str | None = None,
+                         aoi: AOI | None = None, start: str | None = None,
+                         end: str | None = None, reader: str = "generic",
+                         source: Path | None = None) -> Path:
+    """Write the canonical cube of an opened dataset (band -> variable map), date by date."""
+    file = source
+    names = check_band_map(ds, sensor, bands, file=file)
     if time_var not in ds.variables:
         raise InputError(f"time variable {time_var!r} not in the cube", file=file,
                          field="time_var", fix=f"coordinates there: {sorted(map(str, ds.coords))}")
-    if mask is not None and mask.variable not in ds.variables:
-        raise InputError(f"mask variable {mask.variable!r} not in the cube", file=file,
-                         field="mask.variable", fix="name an existing variable or drop mask")
+    for var in [] if mask is None else mask.variables:
+        if var not in ds.variables:
+            raise InputError(f"mask variable {var!r} not in the cube", file=file,
+                             field="mask.variable", fix="name an existing variable or drop mask")
     first = ds[bands[names[0]]]
     tdim = ds[time_var].dims[0] if ds[time_var].dims else time_var
     ydim, xdim = spatial_dims(first, tdim, file=file)
@@ -262,50 +242,63 @@ def extract_cube_dataset(ds: xr.Dataset, tile: str, out: Path, *, sensor: str,
     attrs = {"reader": reader, "source_files": [str(source)] if source else []}
     kind = None
     if mask is not None:
-        kind = mask.stored_kind(ds[mask.variable])
-        attrs["quality_kind"] = kind
-        if kind in ("bits", "classes"):
-            attrs["quality_invalid"] = json.dumps(list(mask.invalid))
-        if kind != mask.kind:
+        kind = mask.stored_kind(ds)
+        attrs.update(mask.attrs(kind))
+        if len(mask.rules) > 1:
+            log.info("%s: %d quality rules combined at extraction", file, len(mask.rules))
+        elif kind != mask.rules[0].kind:
             log.info("%s: quality codes do not fit a byte, rule %s evaluated on read",
-                     file, mask.kind)
+                     file, mask.rules[0].kind)
 
     def observation(i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         data = np.stack([decode(b, plane(bands[b], i)) for b in names]).astype(np.float32)
         valid = np.isfinite(data).all(axis=0)
         data[:, ~valid] = np.nan
-        quality = None if mask is None else mask.stored(plane(mask.variable, i), kind)
+        quality = None if mask is None else mask.stored(
+            {v: plane(v, i) for v in mask.variables}, kind)
         return data, valid, quality
 
-    direction = sensor.split("_")[1] if sensor.startswith("S1_") else ""
+    direction = orbit_direction(sensor)
     with cube_writer(out, with_quality=mask is not None, times=uniq, bands=names, crs=wkt,
                      transform=window_transform(win, transform), height=int(win.height),
-                     width=int(win.width), sensor=sensor, tile=tile,
-                     radiometry=SENSOR_RADIOMETRY[sensor],
+                     width=int(win.width), sensor=sensor.name, tile=tile,
+                     radiometry=sensor.radiometry, definition=sensor,
                      per_date={"orbit_direction": np.full(len(uniq), direction)},
                      attrs=attrs) as writer:
-        for t, idx in enumerate(tqdm(groups, desc=f"{reader} {tile} {sensor}", disable=None)):
+        for t, idx in enumerate(tqdm(groups, desc=f"{reader} {tile} {sensor.name}",
+                                     disable=None)):
             writer.write(t, *merge_first_valid([observation(i) for i in idx]))
     log.info("wrote %s: %d dates, bands %s", out, len(uniq), names)
     return Path(out)
 
 
-def extract_generic(src: Path, tile: str, out: Path, *, sensor: str, bands: dict[str, str],
-                    time_var: str = "time", mask: dict | None = None, crs: str | None = None,
-                    scale: float = 1.0, offset: float = 0.0, sar_units: str = "linear",
-                    aoi: AOI | None = None, start: str | None = None,
-                    end: str | None = None) -> Path:
+def orbit_direction(sensor: Sensor) -> str:
+    """``ASC`` / ``DES`` for SAR sensors named ``..._ASC`` / ``..._DES``, else ``""``."""
+    tail = sensor.name.rsplit("_", 1)[-1]
+    return tail if sensor.is_sar and tail in ("ASC", "DES") else ""
+
+
+def extract_generic(src: Path, tile: str, out: Path, *, sensor: Sensor | str,
+                    bands: dict[str, str], time_var: str = "time",
+                    mask: dict | list | None = None, crs: str | None = None,
+                    scale: float | None = None, offset: float | None = None,
+                    sar_units: str = "linear", aoi: AOI | None = None,
+                    start: str | None = None, end: str | None = None) -> Path:
     """Any netCDF/zarr cube to the canonical cube: physical = raw * scale + offset.
 
-    ``bands``: canonical band -> variable name; ``mask``: see :class:`MaskRule`;
-    ``sar_units`` (S1 sensors): units after scale/offset, ``linear`` | ``db`` | ``db_uint16``.
+    ``sensor``: a registry sensor (or a built-in's name); ``bands``: band of the sensor ->
+    variable name; ``scale`` / ``offset`` None: see :func:`resolve_scale`; ``mask``: one rule
+    or a list (:class:`~gpvae.io.quality.MaskRules`); ``sar_units`` (SAR sensors): units
+    after scale/offset, ``linear`` | ``db`` | ``db_uint16``.
     """
     src = Path(src)
+    sensor = builtin(sensor) if isinstance(sensor, str) else sensor
     with open_any_cube(src) as ds:
-        decode = linear_decoder(sensor, scale=scale, offset=offset, sar_units=sar_units,
-                                file=src)
+        names = check_band_map(ds, sensor, bands, file=src)
+        s, o = resolve_scale(sensor, ds[bands[names[0]]], scale, offset, file=src)
+        decode = linear_decoder(sensor, scale=s, offset=o, sar_units=sar_units, file=src)
         return extract_cube_dataset(ds, tile, out, sensor=sensor, bands=bands, decode=decode,
                                     time_var=time_var,
-                                    mask=MaskRule.from_config(mask, file=src), crs=crs,
+                                    mask=MaskRules.from_config(mask, file=src), crs=crs,
                                     aoi=aoi, start=start, end=end, reader="generic",
                                     source=src)

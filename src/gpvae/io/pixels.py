@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -10,21 +11,50 @@ import xarray as xr
 import gpvae
 from gpvae.errors import InputError
 from gpvae.io.atomic import atomic_path
+from gpvae.io.sensors import SensorRegistry, builtin_sensors, registry_from_json
 
 #: Per-sample coordinates and their dtypes.
 SAMPLE_COORDS: dict[str, str] = {
     "x": "float64", "y": "float64", "row": "int32", "col": "int32", "tile": "str",
     "parcel_id": "int64", "label": "int16", "split": "str", "region": "str", "year": "int16",
 }
+#: Per-sample span coordinates (the sample's time origin and the end of its span); files
+#: written before them hold calendar years (Jan 1 of ``year``).
+SPAN_COORDS = ("start", "end")
 SPLITS = ("train", "val", "test")
+
+
+def year_spans(years: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Calendar-year spans (start, end) datetime64[ns] of ``years``."""
+    y = np.asarray(years, dtype=np.int64) - 1970
+    return (y.astype("datetime64[Y]").astype("datetime64[ns]"),
+            (y + 1).astype("datetime64[Y]").astype("datetime64[ns]"))
+
+
+def sample_spans(ds: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample span (start, end) datetime64[ns] of a pixel dataset (``start`` is each
+    sample's time origin)."""
+    if all(k in ds.variables for k in SPAN_COORDS):
+        return (ds["start"].values.astype("datetime64[ns]"),
+                ds["end"].values.astype("datetime64[ns]"))
+    return year_spans(ds["year"].values)
+
+
+def sensor_definitions(ds: xr.Dataset, *, file: object = None) -> SensorRegistry:
+    """The registry of a pixel dataset: the built-ins plus the definitions it records."""
+    return registry_from_json(ds.attrs.get("sensor_definitions"), source=file)
 
 
 def write_pixels(path: Path, *, values: dict[str, np.ndarray], times: dict[str, np.ndarray],
                  bands: dict[str, list[str]], samples: dict[str, np.ndarray],
                  class_names: list[str], truth: np.ndarray | None = None,
-                 attrs: dict | None = None, chunk: int = 1024) -> Path:
+                 attrs: dict | None = None, chunk: int = 1024,
+                 definitions: SensorRegistry | None = None) -> Path:
     """Write ``pixels.nc``: values_<s>(sample, time_<s>, band_<s>) per sensor, per-sample
-    coords (:data:`SAMPLE_COORDS`), ``class_name``, optional ``truth_S2``; zlib, chunked."""
+    coords (:data:`SAMPLE_COORDS`, and ``start`` / ``end``, default the calendar year),
+    ``class_name``, optional ``truth_S2``; zlib, chunked. The definitions of the sensors
+    (``definitions``, default the built-ins) are recorded as the ``sensor_definitions``
+    attribute."""
     sensors = list(values)
     if truth is not None and "S2" not in sensors:
         raise ValueError("truth_S2 needs S2 values (values['S2'])")
@@ -34,6 +64,12 @@ def write_pixels(path: Path, *, values: dict[str, np.ndarray], times: dict[str, 
         raise ValueError(f"per-sample coordinates missing: {missing}")
     coords: dict[str, object] = {
         k: ("sample", np.asarray(samples[k]).astype(dt)) for k, dt in SAMPLE_COORDS.items()}
+    start, end = year_spans(samples["year"])
+    coords["start"] = ("sample", np.asarray(samples.get("start", start)).astype("datetime64[ns]"),
+                       {"long_name": "start of the sample's span: its time origin"})
+    coords["end"] = ("sample", np.asarray(samples.get("end", end)).astype("datetime64[ns]"),
+                     {"long_name": "end of the sample's span (exclusive)"})
+    registry = definitions if definitions is not None else builtin_sensors()
     data_vars: dict[str, object] = {"class_name": ("class", np.asarray(class_names, str))}
     encoding: dict[str, dict] = {}
     for s in sensors:
@@ -54,7 +90,9 @@ def write_pixels(path: Path, *, values: dict[str, np.ndarray], times: dict[str, 
             encoding["truth_S2"] = enc
     ds = xr.Dataset(data_vars, coords=coords)
     ds.attrs = {"sensors": " ".join(sensors), "epoch": str(gpvae.EPOCH),
-                "gpvae_version": gpvae.__version__, **(attrs or {})}
+                "gpvae_version": gpvae.__version__,
+                "sensor_definitions": json.dumps(registry.declarations(sensors)),
+                **(attrs or {})}
     with atomic_path(path) as tmp:
         ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=encoding)
     return Path(path)

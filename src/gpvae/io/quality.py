@@ -1,7 +1,8 @@
-"""Turn a cube's raw ``quality`` layer into an invalid (cloud, shadow...) mask by its kind.
+"""Quality rules: an input's quality variables -> the cube's ``quality`` byte -> invalid flags.
 
-Readers store the producer's quality byte untouched with the dataset attribute
-``quality_kind``; the mask stage calls :func:`invalid_from_quality`. Kinds:
+Readers apply the config's mask rules (:class:`MaskRules`) and store the producer's quality
+byte untouched (or, for several combined rules, the evaluated flag) with the dataset
+attribute ``quality_kind``; the mask stage calls :func:`invalid_from_quality`. Kinds:
 
 - ``theia_clm``: Theia/MAJA CLM bits; invalid when any of ``clm_bits`` is set.
 - ``scl``: Sen2Cor scene classification; invalid when the class is in ``scl_classes``.
@@ -12,6 +13,7 @@ Readers store the producer's quality byte untouched with the dataset attribute
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable
 
@@ -43,6 +45,109 @@ def any_bit_set(values: np.ndarray, bits: Iterable[int]) -> np.ndarray:
 def in_classes(values: np.ndarray, classes: Iterable[int]) -> np.ndarray:
     """Boolean: value is one of ``classes``."""
     return np.isin(np.asarray(values), np.asarray(list(classes), dtype=np.int64))
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskRule:
+    """Quality variable of an input and its rule: kind (:data:`QUALITY_KINDS`), the invalid
+    bits or classes, and for ``boolean`` which value means invalid."""
+
+    variable: str
+    kind: str
+    invalid: tuple[int, ...] = ()
+    invalid_if: bool = True
+
+    @classmethod
+    def from_config(cls, mask: dict, *, file: object = None, field: str = "mask") -> MaskRule:
+        """Parse ``{"variable", "kind", "invalid": [...], "invalid_if": true}``."""
+        fix = ("give mask as {variable: NAME, kind: boolean|classes|bits|scl|theia_clm, "
+               "invalid: [codes or bits]} (or a list of such rules)")
+        if not isinstance(mask, dict) or "variable" not in mask or mask.get(
+                "kind") not in QUALITY_KINDS:
+            raise InputError(f"bad mask rule {mask}", file=file, field=field, fix=fix)
+        invalid = tuple(int(v) for v in mask.get("invalid", ()))
+        if mask["kind"] in ("classes", "bits") and not invalid:
+            raise InputError(f"mask kind {mask['kind']} needs a non-empty invalid list",
+                             file=file, field=f"{field}.invalid", fix=fix)
+        return cls(variable=str(mask["variable"]), kind=str(mask["kind"]), invalid=invalid,
+                   invalid_if=bool(mask.get("invalid_if", True)))
+
+    def stored_kind(self, values: xr.DataArray) -> str:
+        """Kind of the stored quality byte: the rule's own kind when the raw codes fit a byte
+        (and bit rules use bits 0-7), else ``boolean`` (the rule is evaluated on read)."""
+        if self.kind in ("boolean", "scl", "theia_clm"):
+            return self.kind  # byte codes by definition
+        lo, hi = float(values.min()), float(values.max())
+        if lo >= 0 and hi <= 255 and not (self.kind == "bits" and max(self.invalid) > 7):
+            return self.kind
+        return "boolean"
+
+    def evaluate(self, raw: np.ndarray) -> np.ndarray:
+        """Invalid flag of raw quality codes (``scl`` / ``theia_clm`` rules without an
+        ``invalid`` list use the default classes / bits)."""
+        raw = np.nan_to_num(np.asarray(raw, dtype=np.float64), nan=0.0).astype(np.int64)
+        if self.kind == "boolean":
+            return (raw != 0) == self.invalid_if
+        if self.kind in ("bits", "theia_clm"):
+            return any_bit_set(raw, self.invalid or DEFAULT_CLM_BITS)
+        return in_classes(raw, self.invalid or DEFAULT_SCL_INVALID)
+
+    def stored(self, raw: np.ndarray, kind: str) -> np.ndarray:
+        """Quality byte of raw codes for a stored ``kind`` (boolean: 1 = invalid)."""
+        if kind != "boolean":
+            return np.nan_to_num(np.asarray(raw, dtype=np.float64), nan=0.0).astype(np.uint8)
+        return self.evaluate(raw).astype(np.uint8)
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskRules:
+    """One or several quality rules of an input, combined: invalid where ANY rule says so
+    (e.g. Landsat QA_PIXEL cloud bits and QA_RADSAT saturation bits).
+
+    One rule keeps the producer's byte (:meth:`MaskRule.stored_kind`), so the mask stage's
+    ``clm_bits`` / ``scl_classes`` apply; several rules are evaluated at extraction and stored
+    as one boolean flag (give ``invalid`` in scl / theia_clm rules of a list)."""
+
+    rules: tuple[MaskRule, ...]
+
+    @classmethod
+    def from_config(cls, mask: dict | list | None, *, file: object = None) -> MaskRules | None:
+        """Parse one rule (a mapping) or a list of rules; None or an empty list: no mask."""
+        if not mask:
+            return None
+        items = mask if isinstance(mask, list) else [mask]
+        return cls(tuple(MaskRule.from_config(m, file=file, field=f"mask[{i}]"
+                                              if isinstance(mask, list) else "mask")
+                         for i, m in enumerate(items)))
+
+    @property
+    def variables(self) -> list[str]:
+        return [r.variable for r in self.rules]
+
+    def stored_kind(self, ds: xr.Dataset) -> str:
+        """Kind of the stored quality byte (see the class docstring)."""
+        if len(self.rules) == 1:
+            return self.rules[0].stored_kind(ds[self.rules[0].variable])
+        return "boolean"
+
+    def stored(self, planes: dict[str, np.ndarray], kind: str) -> np.ndarray:
+        """Quality byte (y, x) from each rule variable's raw plane."""
+        if len(self.rules) == 1:
+            rule = self.rules[0]
+            return rule.stored(planes[rule.variable], kind)
+        invalid = np.zeros(np.shape(next(iter(planes.values()))), bool)
+        for rule in self.rules:
+            invalid |= rule.evaluate(planes[rule.variable])
+        return invalid.astype(np.uint8)
+
+    def attrs(self, kind: str) -> dict[str, str]:
+        """Cube attributes describing the stored quality byte."""
+        out = {"quality_kind": kind}
+        if kind in ("bits", "classes"):
+            out["quality_invalid"] = json.dumps(list(self.rules[0].invalid))
+        if len(self.rules) > 1:
+            out["quality_rules"] = json.dumps([dataclasses.asdict(r) for r in self.rules])
+        return out
 
 
 def quality_rule(ds: xr.Dataset) -> list[int]:

@@ -5,24 +5,27 @@ from __future__ import annotations
 from pathlib import Path
 
 from gpvae.errors import InputError
+from gpvae.io.sensors import Sensor, builtin
 
-#: Input format -> sensors it can deliver.
-FORMATS: dict[str, tuple[str, ...]] = {
+#: Input format -> sensors it can deliver (None: any sensor of the registry).
+FORMATS: dict[str, tuple[str, ...] | None] = {
     "theia": ("S2",),
     "sen2cor": ("S2",),
     "stac": ("S2",),
     "s1tiling": ("S1_ASC", "S1_DES"),
-    "openeo": ("S2", "S1_ASC", "S1_DES"),
-    "generic": ("S2", "S1_ASC", "S1_DES"),
+    "openeo": None,
+    "generic": None,
 }
 
 
-def extract_cube(fmt: str, sensor: str, src: str | Path, tile: str, out: Path, *,
+def extract_cube(fmt: str, sensor: Sensor | str, src: str | Path, tile: str, out: Path, *,
                  bands: list[str] | None = None,
                  aoi: tuple[float, float, float, float] | None = None,
                  start: str | None = None, end: str | None = None,
                  options: dict | None = None) -> Path:
     """Read products of format ``fmt`` into the canonical cube of ``sensor`` for ``tile``.
+
+    ``sensor``: a registry sensor (:mod:`gpvae.io.sensors`), or the name of a built-in.
 
     ``options``: format-specific settings (theia: product; stac: collection; openeo: crs;
     generic: bands mapping, time_var, mask, crs, scale, offset, sar_units).
@@ -30,10 +33,12 @@ def extract_cube(fmt: str, sensor: str, src: str | Path, tile: str, out: Path, *
     if fmt not in FORMATS:
         raise InputError(f"unknown input format {fmt!r}", field="inputs.<sensor>.format",
                          fix=f"use one of {', '.join(FORMATS)}")
-    if sensor not in FORMATS[fmt]:
-        raise InputError(f"format {fmt!r} cannot deliver sensor {sensor}",
-                         field="inputs.<sensor>.format",
-                         fix=f"{fmt} delivers {', '.join(FORMATS[fmt])}")
+    sensor = builtin(sensor) if isinstance(sensor, str) else sensor
+    if FORMATS[fmt] is not None and sensor.name not in FORMATS[fmt]:
+        raise InputError(f"format {fmt!r} cannot deliver sensor {sensor.name}",
+                         field=f"inputs.{sensor.name}.format",
+                         fix=f"{fmt} delivers {', '.join(FORMATS[fmt])}; read other sensors "
+                         "with format generic or openeo")
     opts = dict(options or {})
     common = {"aoi": aoi, "start": start, "end": end}
     src_path = Path(src)
@@ -45,7 +50,7 @@ def extract_cube(fmt: str, sensor: str, src: str | Path, tile: str, out: Path, *
     if fmt == "s1tiling":
         from gpvae.io.extract import extract_s1tiling
 
-        return extract_s1tiling(src_path, tile, sensor.split("_", 1)[1], out, **common)
+        return extract_s1tiling(src_path, tile, sensor.name.split("_", 1)[1], out, **common)
     if fmt == "sen2cor":
         from gpvae.io.sen2cor import extract_s2_sen2cor
 
@@ -64,7 +69,12 @@ def extract_cube(fmt: str, sensor: str, src: str | Path, tile: str, out: Path, *
 
     keys = ("time_var", "mask", "crs", "scale", "offset", "sar_units")
     if "bands" not in opts:
-        raise InputError("the generic reader needs a band mapping", field="inputs.<sensor>.bands",
-                         fix="add bands: {B04: <variable name>, ...}")
-    return extract_generic(src_path, tile, out, sensor=sensor, bands=opts["bands"],
+        raise InputError("the generic reader needs a band mapping",
+                         field=f"inputs.{sensor.name}.bands",
+                         fix=f"add bands: {{{sensor.band_names[0]}: <variable name>, ...}}")
+    band_map = dict(opts["bands"])
+    if bands is not None:  # extract a subset of the mapped bands
+        sensor.check_bands(bands, field="extract.bands")
+        band_map = {b: v for b, v in band_map.items() if b in bands}
+    return extract_generic(src_path, tile, out, sensor=sensor, bands=band_map,
                            **{k: opts[k] for k in keys if opts.get(k) is not None}, **common)

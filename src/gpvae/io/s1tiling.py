@@ -22,7 +22,6 @@ from rasterio.windows import Window
 from gpvae.errors import InputError
 from gpvae.io.atomic import atomic_path
 from gpvae.io.geotiff import read_geotiff, write_geotiff
-from gpvae.io.sensors import s1tiling_tile
 
 #: Image name; groups: platform, tile, pol, direction, orbit, date, time.
 S1TILING_NAME = re.compile(
@@ -47,6 +46,11 @@ class S1Image:
     def border_mask(self) -> Path:
         """Path of the image's (optional) border mask."""
         return self.path.with_name(self.path.stem + "_BorderMask.tif")
+
+
+def s1tiling_tile(tile: str) -> str:
+    """S1Tiling tile code: the MGRS tile without its leading ``T`` (T31TCJ -> 31TCJ)."""
+    return tile[1:] if tile.upper().startswith("T") else tile
 
 
 def s1tiling_name(*, tile: str, acquired: np.datetime64, platform: str, orbit_direction: str,

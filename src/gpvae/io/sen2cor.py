@@ -32,7 +32,7 @@ from gpvae.errors import InputError
 from gpvae.io.atomic import atomic_path
 from gpvae.io.cube import cube_writer
 from gpvae.io.extract import AOI, one_per_day
-from gpvae.io.sensors import S2_10M, S2_BANDS, SENSOR_RADIOMETRY
+from gpvae.io.sensors import S2_10M, S2_BANDS, builtin
 from gpvae.io.window import aoi_window, in_date_range, window_transform
 
 log = logging.getLogger(__name__)
@@ -398,7 +398,7 @@ def write_l2a_cube(scenes: list[L2AScene], tile: str, out: Path, *, bands: list[
     with cube_writer(out, with_quality=True, times=[sc.acquired for sc in scenes],
                      bands=bands, crs=crs.to_wkt(), transform=grid["transform"],
                      height=grid["height"], width=grid["width"], sensor="S2", tile=tile,
-                     radiometry=SENSOR_RADIOMETRY["S2"],
+                     radiometry=builtin("S2").radiometry,
                      per_date={"platform": [sc.platform for sc in scenes],
                                "orbit_direction": [""] * len(scenes),
                                "relative_orbit": [sc.relative_orbit for sc in scenes]},

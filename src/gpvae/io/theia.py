@@ -26,7 +26,7 @@ from rasterio.windows import Window
 from gpvae.errors import InputError
 from gpvae.io.atomic import atomic_path
 from gpvae.io.geotiff import raster_grid, read_geotiff, read_geotiff_resampled, write_geotiff
-from gpvae.io.sensors import S2_10M, S2_BANDS, theia_band_name
+from gpvae.io.sensors import S2_10M, S2_BANDS
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,13 @@ THEIA_NAME = re.compile(
     r"(?P<tile>T?\w{5})_C_V(?P<version>[\w-]+?)$"
 )
 
+
+
+def theia_band_name(band: str) -> str:
+    """Theia/MAJA file band name of a canonical band: B02 -> B2, B8A -> B8A, B11 -> B11."""
+    if band not in S2_BANDS:
+        raise KeyError(f"unknown Sentinel-2 band {band!r}; expected one of {S2_BANDS}")
+    return band if band in ("B8A", "B11", "B12") else "B" + band[1:].lstrip("0")
 
 @dataclasses.dataclass(frozen=True)
 class TheiaProduct:

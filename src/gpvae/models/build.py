@@ -3,6 +3,7 @@ rebuild a trained one from its checkpoint (:func:`load_model`)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -10,10 +11,12 @@ from typing import Any
 
 import torch
 
+from gpvae.config import defaults
 from gpvae.data.checkpoint import read_checkpoint
 from gpvae.data.normalise import Normalisation
 from gpvae.device import resolve_device
 from gpvae.errors import InputError
+from gpvae.io.sensors import registry_from_json
 from gpvae.models.decoders import MLPDecoder
 from gpvae.models.encoders import SinusoidalTimeEncoding, SiteEncoder
 from gpvae.models.likelihoods import LIKELIHOODS, Likelihood, make_likelihood
@@ -22,17 +25,12 @@ from gpvae.models.vae import SITSVAE
 log = logging.getLogger(__name__)
 
 MODEL_TYPES = ("gpvae", "banded_gpvae", "iid_vae", "hivae", "seq_vae")
-SENSORS = ("S2", "S1_ASC", "S1_DES")
-
-#: Defaults of every model key (``sensors`` defaults to all sensors of the dataset).
-DEFAULTS: dict[str, Any] = {
-    "type": "gpvae", "prior": "markov", "kernel": "matern32", "lengthscale": 30.0,
-    "outputscale": 1.0, "period": 365.25, "num_inducing": 24, "grid_step_days": 10.0,
-    "time_range": [-30.0, 400.0], "latent_dim": 8, "hidden": 64, "decoder_layers": 2,
-    "likelihood": "gaussian", "heteroscedastic": False, "beta": 1.0, "num_components": 5,
-    "time_encoding_dim": 16,
-}
-_OTHER_KEYS = ("train", "description", "sensors", "bands")
+#: The schema part of one model (gpvae/schema/config.schema.yaml): its defaults are the
+#: defaults of every key here (the schema is their only source).
+MODEL_SCHEMA = "#/definitions/model"
+#: The span assumed by ``time_range: null`` when a model is built without data (library
+#: calls without a ``span``): one year from the sample origin.
+ONE_YEAR = (0.0, 365.25)
 
 
 def _error(what: str, key: str, fix: str, name: str | None) -> InputError:
@@ -64,9 +62,10 @@ def _sensors(out: dict, sensor_bands: dict[str, list[str]], name: str | None) ->
     if not out["sensors"]:
         raise _error("no sensor selected", "sensors", "list at least one sensor", name)
     for s in out["sensors"]:
-        if s not in SENSORS:
-            raise _error(f"unknown sensor {s!r}", "sensors",
-                         f"use sensors among {', '.join(SENSORS)}", name)
+        if s not in sensor_bands:
+            raise _error(f"unknown sensor {s!r}: the pixel dataset has "
+                         f"{', '.join(sensor_bands) or 'none'}", "sensors",
+                         f"use sensors among {', '.join(sensor_bands)}", name)
         if not sensor_bands.get(s):
             raise _error(f"sensor {s!r} has no bands in the pixel dataset", "sensors",
                          f"add {s} to the dataset or drop it from the model's sensors", name)
@@ -96,7 +95,10 @@ def _bands(cfg: dict, out: dict, sensor_bands: dict[str, list[str]], name: str |
     return out_bands
 
 
-def _time_range(out: dict, name: str | None) -> None:
+def _time_range(out: dict, span: tuple[float, float] | None, name: str | None) -> None:
+    """``time_range`` null -> the data's ``span`` (:data:`ONE_YEAR` without data); checked."""
+    if out["time_range"] is None:
+        out["time_range"] = [float(v) for v in (ONE_YEAR if span is None else span)]
     tr = out["time_range"]
     ok = (isinstance(tr, list | tuple) and len(tr) == 2
           and all(isinstance(v, int | float) and not isinstance(v, bool) for v in tr)
@@ -106,20 +108,26 @@ def _time_range(out: dict, name: str | None) -> None:
                      "time_range", "e.g. [-30, 400] days from the sample origin", name)
 
 
-def resolve_config(cfg: dict, sensor_bands: dict[str, list[str]], name: str | None = None
-                   ) -> dict[str, Any]:
-    """Validated config with defaults filled in; InputError naming the bad key."""
+def resolve_config(cfg: dict, sensor_bands: dict[str, list[str]], name: str | None = None,
+                   span: tuple[float, float] | None = None) -> dict[str, Any]:
+    """Validated config with the schema's defaults filled in; InputError naming the bad key.
+
+    ``sensors`` null = every sensor of ``sensor_bands``; ``time_range`` null = ``span`` (the
+    training data's span in days from the sample origin)."""
     from gpvae.models.kernels import KERNELS
     from gpvae.models.priors import PRIORS
 
     if not isinstance(cfg, dict):
         raise _error(f"model config must be a mapping, got {type(cfg).__name__}", "",
                      "write the model as `name: {type: gpvae, ...}`", name)
-    unknown = sorted(set(cfg) - set(DEFAULTS) - set(_OTHER_KEYS))
+    default = defaults(MODEL_SCHEMA)
+    known = {*default, "description", "bands"}
+    unknown = sorted(set(cfg) - known)
     if unknown:
         log.warning("model %s: ignoring unknown keys %s", name or "", unknown)
-    out = {**DEFAULTS, **{k: v for k, v in cfg.items() if k in DEFAULTS}}
-    sensors = cfg.get("sensors", list(sensor_bands))
+    out = {**default, **{k: v for k, v in cfg.items() if k in default and k != "train"}}
+    out.pop("train", None)
+    sensors = out["sensors"] if out["sensors"] is not None else list(sensor_bands)
     out["sensors"] = [sensors] if isinstance(sensors, str) else list(sensors)
 
     _choice(out, "type", MODEL_TYPES, name)
@@ -134,7 +142,7 @@ def resolve_config(cfg: dict, sensor_bands: dict[str, list[str]], name: str | No
     for key in ("lengthscale", "outputscale", "period", "grid_step_days"):
         _number(out, key, name)
     _number(out, "beta", name, strict=False)
-    _time_range(out, name)
+    _time_range(out, span, name)
     _choice(out, "likelihood", LIKELIHOODS, name)
     if not isinstance(out["heteroscedastic"], bool):
         raise _error("heteroscedastic must be true or false", "heteroscedastic",
@@ -167,16 +175,18 @@ def _grid(cfg: dict) -> torch.Tensor:
     return torch.arange(t0, t1 + 1e-9, float(cfg["grid_step_days"]), dtype=torch.float32)
 
 
-def build_model(cfg: dict, sensor_bands: dict[str, list[str]], name: str | None = None
-                ) -> SITSVAE:
+def build_model(cfg: dict, sensor_bands: dict[str, list[str]], name: str | None = None, *,
+                span: tuple[float, float] | None = None) -> SITSVAE:
     """The model described by ``cfg`` (one ``models:`` entry) for the dataset's sensor bands.
 
     ``sensor_bands``: sensor -> band names as in the pixel dataset. The model uses the bands
     of ``cfg['bands']`` (default: all), in that order: batches must carry exactly
-    ``model.sensor_bands[s]`` for each sensor. ``model.config`` keeps the resolved config;
+    ``model.sensor_bands[s]`` for each sensor. Keys not given take the schema's defaults;
+    ``span``: the training data's span (days from the sample origin) that ``time_range:
+    null`` stands for. ``model.config`` keeps the resolved config;
     ``build_model(model.config, model.sensor_bands)`` rebuilds it (e.g. from a checkpoint).
     """
-    cfg = resolve_config(cfg, sensor_bands, name)
+    cfg = resolve_config(cfg, sensor_bands, name, span)
     bands = cfg["bands"]
     L, H = cfg["latent_dim"], cfg["hidden"]
     common = {"beta": float(cfg["beta"])}
@@ -225,10 +235,14 @@ def load_model(checkpoint: str | os.PathLike, device: str | torch.device = "auto
     """Rebuild a trained model from a checkpoint; returns ``(model in eval mode, meta)``.
 
     ``meta`` holds ``model_name``, ``model_cfg``, ``sensor_bands``, ``normalisation`` (a
-    :class:`~gpvae.data.normalise.Normalisation`), ``epoch``, ``best_val``, ``versions``.
+    :class:`~gpvae.data.normalise.Normalisation`), ``sensors`` (the registry: built-ins plus
+    the definitions the checkpoint carries), ``span`` (the training data's span in days),
+    ``data_span`` (its span rule, :class:`~gpvae.data.span.Span` as a dict), ``epoch``,
+    ``best_val``, ``versions``.
     """
     state = read_checkpoint(checkpoint)
-    model = build_model(state["model_cfg"], state["sensor_bands"])
+    model = build_model(state.get("model_config") or state["model_cfg"], state["sensor_bands"],
+                        span=state.get("span"))
     try:
         model.load_state_dict(state["model_state"])
     except RuntimeError as err:
@@ -238,6 +252,9 @@ def load_model(checkpoint: str | os.PathLike, device: str | torch.device = "auto
                          f"{state.get('versions', {})}") from err
     model.to(resolve_device(device)).eval()
     meta = {k: state.get(k) for k in ("model_name", "model_cfg", "sensor_bands", "epoch",
-                                      "best_val", "best_epoch", "versions")}
+                                      "best_val", "best_epoch", "versions", "span",
+                                      "data_span")}
+    meta["sensors"] = registry_from_json(json.dumps(state.get("sensors") or {}),
+                                         source=checkpoint)
     meta["normalisation"] = Normalisation.from_dict(state["normalisation"])
     return model, meta

@@ -3,9 +3,10 @@
 Per tile, parcels are rasterised on the tile grid and eroded by ``erosion_px`` pixels;
 per class at most ``per_class`` interior pixels are drawn with at most ``per_parcel_cap``
 per parcel (seeded). Parcels are split train/val/test (stratified by class, grouped by
-parcel). Each pixel gives one sample per year: values from the cube where the mask is
-valid, NaN elsewhere and outside the year. Samples with no valid observation in any sensor
-during their year are dropped (the count is logged).
+parcel). Each pixel gives one sample per span (gpvae.data.span: a calendar year by default, a
+season, or the whole range): values from the cube where the mask is valid, NaN elsewhere and
+outside the span. Samples with no valid observation in any sensor during their span are
+dropped (the count is logged).
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ import xarray as xr
 from scipy import ndimage
 from tqdm.auto import tqdm
 
+from gpvae.data.span import Span, check_dates_per_span, label_year
 from gpvae.errors import InputError
-from gpvae.io.cube import cube_grid, no_chunk_cache, open_cube
+from gpvae.io.cube import cube_grid, cube_sensor, no_chunk_cache, open_cube
 from gpvae.io.maskfile import open_mask
 from gpvae.io.parcels import rasterize_parcels, read_parcels
 from gpvae.io.pixels import write_pixels
+from gpvae.io.sensors import SensorRegistry, builtin_sensors
 from gpvae.preprocess.split import split_parcels
 
 log = logging.getLogger(__name__)
@@ -129,14 +132,18 @@ def _tile_cubes(tile: str, spec: dict) -> tuple[dict, dict, tuple]:
 def sample_pixels(inputs: dict[str, dict], out: Path, *, class_field: str, id_field: str,
                   per_class: int, per_parcel_cap: int, erosion_px: int,
                   split_fractions: dict[str, float], seed: int, years: list[int] | None = None,
-                  classes: list[str] | None = None) -> Path:
+                  classes: list[str] | None = None, span: Span | dict | None = None) -> Path:
     """Draw labelled pixels from every tile and write the pixel dataset.
 
     ``inputs``: tile -> {"cubes": {sensor: path}, "masks": {sensor: path}, "parcels": gpkg,
     "truth": truth cube or None, "region": str}. ``classes`` fixes the label order (parcels
-    of other classes are not sampled); None = sorted unique classes found. ``years`` None =
-    all years of the S2 cubes (of all cubes when there is no S2).
+    of other classes are not sampled); None = sorted unique classes found. ``span`` (a
+    :class:`~gpvae.data.span.Span` or the config's ``sample`` section; default calendar years):
+    what one sample covers; the spans are those of the optical / index cubes' dates (of all
+    cubes when there is none, and always for ``all``). ``years`` None = every span; else the
+    spans whose year (gpvae.data.span.label_year) is listed.
     """
+    span = span if isinstance(span, Span) else Span.from_config(span)
     _check_int("per_class", per_class, 1)
     _check_int("per_parcel_cap", per_parcel_cap, 1)
     _check_int("erosion_px", erosion_px, 0)
@@ -180,16 +187,51 @@ def sample_pixels(inputs: dict[str, dict], out: Path, *, class_field: str, id_fi
                          rng=np.random.default_rng(draw_seq))
     log.info("drew %d pixels: %s", len(picked),
              picked.groupby("class").size().to_dict())
-    return _write_samples(out, tiles, picked, split_of, class_names, years, attrs={
+    return _write_samples(out, tiles, picked, split_of, class_names, years, span, attrs={
         "seed": int(seed), "class_field": class_field, "id_field": id_field,
         "per_class": int(per_class), "per_parcel_cap": int(per_parcel_cap),
         "erosion_px": int(erosion_px), "split_fractions": json.dumps(split_fractions),
-        "inputs": json.dumps(inputs, default=str)})
+        "inputs": json.dumps(inputs, default=str), "span": span.to_attr()})
+
+
+def _definitions(tiles: dict) -> SensorRegistry:
+    """The sensors of the tiles' cubes (their recorded definitions, else the built-ins)."""
+    found = dict(builtin_sensors())
+    for cubes, _, _ in tiles.values():
+        for s, ds in cubes.items():
+            definition = cube_sensor(ds)
+            if definition is None:
+                raise InputError(f"cube of sensor {s!r} records no sensor definition and {s} "
+                                 "is not a built-in", file=ds.encoding.get("source"),
+                                 field="sensor_definition",
+                                 fix="re-extract the cube with this gpvae version")
+            found[s] = definition
+    return SensorRegistry(found)
+
+
+def _spans(span: Span, times: dict[str, np.ndarray], registry: SensorRegistry,
+           years: list[int] | None) -> tuple[np.ndarray, np.ndarray]:
+    """(start, end) of the sample spans: those holding dates of the optical / index sensors
+    (of every sensor when there is none, and for ``all``), filtered by ``years``."""
+    ref = [t for s, t in times.items() if registry[s].kind != "sar"]
+    if span.kind == "all" or not ref:
+        ref = list(times.values())
+    starts, ends = span.windows(np.concatenate(ref))
+    if years is not None:
+        keep = np.isin(label_year(starts, ends), [int(y) for y in years])
+        starts, ends = starts[keep], ends[keep]
+    if starts.size == 0:
+        raise InputError(f"no {span.describe()} span of the data is in years {years}",
+                         field="sample.years", fix="check sample.years against the data's dates")
+    check_dates_per_span(starts, ends, np.concatenate(ref), span)
+    return starts, ends
 
 
 def _write_samples(out: Path, tiles: dict, picked: pd.DataFrame, split_of: dict[int, str],
-                   class_names: list[str], years: list[int] | None, attrs: dict) -> Path:
-    """Read the drawn pixels' series, expand them to one sample per year, write pixels.nc."""
+                   class_names: list[str], years: list[int] | None, span: Span,
+                   attrs: dict) -> Path:
+    """Read the drawn pixels' series, expand them to one sample per span, write pixels.nc."""
+    registry = _definitions(tiles)
     sensors = sorted({s for cubes, _, _ in tiles.values() for s in cubes},
                      key=lambda s: (s != "S2", s))
     times = {s: np.unique(np.concatenate([c[s]["time"].values for c, _, _ in tiles.values()
@@ -201,10 +243,7 @@ def _write_samples(out: Path, tiles: dict, picked: pd.DataFrame, split_of: dict[
             raise InputError(f"{s} cubes of different tiles have different bands {found}",
                              field="band", fix="extract every tile with the same bands")
         bands[s] = list(found.pop())
-    if years is None:
-        ref = times["S2"] if "S2" in times else np.concatenate(list(times.values()))
-        years = sorted(set(ref.astype("datetime64[Y]").astype(int) + 1970))
-    years = [int(y) for y in years]
+    starts, ends = _spans(span, times, registry, years)
     series = {s: np.full((len(picked), len(times[s]), len(bands[s])), np.nan, np.float32)
               for s in sensors}
     truth = None
@@ -219,23 +258,26 @@ def _write_samples(out: Path, tiles: dict, picked: pd.DataFrame, split_of: dict[
             series[s][np.ix_(sel, pos)] = pixel_series(ds, masks[s], rows, cols, f"{s} {tile}")
         if spec.get("truth") and "S2" in sensors:
             truth = _truth(truth, spec["truth"], sel, rows, cols, times["S2"], series["S2"])
-    sample_year = np.repeat(np.array(years, np.int16)[None], len(picked), axis=0).ravel()
-    pix = np.repeat(np.arange(len(picked)), len(years))
+    nspan = starts.size
+    which = np.tile(np.arange(nspan), len(picked))
+    sample_start, sample_end = starts[which], ends[which]
+    pix = np.repeat(np.arange(len(picked)), nspan)
     keep = np.zeros(len(pix), bool)
     values = {}
-    # One pixel-year copy per array, blanked in place outside its year; each per-pixel
+    # One pixel-span copy per array, blanked in place outside its span; each per-pixel
     # series is released once expanded (peak memory: about one copy of the samples).
     for s in sensors:
-        values[s] = _in_year(series.pop(s), pix, times[s], sample_year)
+        values[s] = _in_span(series.pop(s), pix, times[s], sample_start, sample_end)
         keep |= np.isfinite(values[s]).any(axis=(1, 2))
     if truth is not None:
-        truth = _in_year(truth, pix, times["S2"], sample_year)
+        truth = _in_span(truth, pix, times["S2"], sample_start, sample_end)
     n_drop = int((~keep).sum())
     if n_drop:
-        log.warning("dropped %d of %d pixel-year samples with no valid date in their year",
+        log.warning("dropped %d of %d pixel-span samples with no valid date in their span",
                     n_drop, len(keep))
     if not keep.any():
-        raise InputError(f"no sampled pixel has a valid date in years {years}", field="years",
+        raise InputError(f"no sampled pixel has a valid date in its span ({span.describe()}, "
+                         f"years {years or 'all'})", field="sample.years",
                          fix="check the years and the masks (too cloudy?)")
     if n_drop:  # one array at a time
         for s in sensors:
@@ -246,22 +288,24 @@ def _write_samples(out: Path, tiles: dict, picked: pd.DataFrame, split_of: dict[
                "tile": p["tile"], "parcel_id": p["parcel_id"], "label": p["label"],
                "split": p["parcel_id"].map(split_of), "region":
                p["tile"].map({t: str(spec.get("region") or t) for t, (_, _, spec)
-                              in tiles.items()}), "year": sample_year[keep]}
+                              in tiles.items()}),
+               "year": label_year(sample_start, sample_end)[keep],
+               "start": sample_start[keep], "end": sample_end[keep]}
     samples = {k: np.asarray(v) for k, v in samples.items()}
     log.info("writing %d samples (%s) to %s", keep.sum(),
              pd.Series(samples["split"]).value_counts().to_dict(), out)
     return write_pixels(out, values=values, times=times,
                         bands=bands, samples=samples, class_names=class_names, truth=truth,
-                        attrs=attrs)
+                        attrs=attrs, definitions=registry)
 
 
-def _in_year(series: np.ndarray, pix: np.ndarray, times: np.ndarray,
-             sample_year: np.ndarray) -> np.ndarray:
-    """Pixel-year samples ``series[pix]`` (sample, time, band), NaN at dates outside each
-    sample's year."""
+def _in_span(series: np.ndarray, pix: np.ndarray, times: np.ndarray, start: np.ndarray,
+             end: np.ndarray) -> np.ndarray:
+    """Pixel-span samples ``series[pix]`` (sample, time, band), NaN at dates outside each
+    sample's span [start, end)."""
     out = series[pix]
-    out[(times.astype("datetime64[Y]").astype(int) + 1970)[None, :] != sample_year[:, None]] = \
-        np.nan
+    t = times.astype("datetime64[D]")[None, :]
+    out[(t < start[:, None]) | (t >= end[:, None])] = np.nan
     return out
 
 

@@ -39,7 +39,8 @@ def add_figures_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
     s.add_argument("--tile-costs", nargs="*", default=[], help="maps/<model>/<tile>_cost.json")
     s.add_argument("--tile", default="")
     s.add_argument("--examples", type=int, default=4, help="example pixels to draw")
-    s.add_argument("--band", default="B08", help="S2 band of the example pixels")
+    s.add_argument("--band", default=None,
+                   help="band of the example pixels (default: the sensor's first band)")
     s.add_argument("--seed", type=int, default=0, help="seed of the example/point draws")
     s.add_argument("--max-points", type=int, default=2000, help="points per embedding plot")
     s.add_argument("--protocol", default="parcel", help="protocol of the confusion matrices")

@@ -56,7 +56,7 @@ class ReportInputs:
     tile_costs: Sequence[PathLike] = ()
     tile: str = ""
     examples: int = 4
-    band: str = "B08"
+    band: str | None = None
     seed: int = 0
     max_points: int = 2000
     protocol: str = "parcel"

@@ -11,22 +11,27 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from gpvae.io.cube import cube_sensor
 from gpvae.report.embedding_figures import principal_components
 from gpvae.report.figure import new_figure, placeholder
 from gpvae.report.palette import class_colours
 
-RGB_BANDS = ("B04", "B03", "B02")
-#: Display composites in order of preference: true colour, then false colours.
-COMPOSITES = (RGB_BANDS, ("B08", "B04", "B03"), ("B11", "B08", "B04"))
+
+def composites_of(ds: xr.Dataset) -> tuple[tuple[str, str, str], ...]:
+    """The colour composites (registry, true colour first) of a cube or tile product: its
+    recorded ``sensor_definition``, else the built-in sensor it names."""
+    sensor = cube_sensor(ds)
+    return () if sensor is None else sensor.composites
 
 
-def display_bands(bands) -> tuple[list[str], str]:
-    """Bands to show as an image and its name: true colour when B04/B03/B02 exist, else a
-    false-colour composite, else the first band as grey."""
+def display_bands(bands, composites: tuple[tuple[str, str, str], ...] = ()
+                  ) -> tuple[list[str], str]:
+    """Bands to show as an image and its name: the first of the sensor's ``composites``
+    whose bands exist ("RGB" for the first, true colour), else the first band as grey."""
     present = [str(b) for b in np.asarray(bands)]
-    for combo in COMPOSITES:
+    for k, combo in enumerate(composites):
         if all(b in present for b in combo):
-            return list(combo), "RGB" if combo == RGB_BANDS else "/".join(combo)
+            return list(combo), "RGB" if k == 0 else "/".join(combo)
     return [present[0]] * 3, present[0]
 
 
@@ -80,13 +85,13 @@ def _show(ax, image, title, **kwargs):
 
 def observed_rgb(cube: xr.Dataset, mask: xr.Dataset | None, pick: str) -> tuple[np.ndarray,
                                                                                  str]:
-    """Observed S2 RGB composite of the clearest (``pick='clearest'``) or the median-cover
+    """Observed colour composite of the clearest (``pick='clearest'``) or the median-cover
     (``'typical'``) date; unusable pixels white. Returns the image and its date."""
     valid = (mask if mask is not None else cube)["valid"].values.astype(bool)
     share = valid.reshape(valid.shape[0], -1).mean(axis=1)
     order = np.argsort(share)
     t = int(order[-1] if pick == "clearest" else order[len(order) // 2])
-    bands, name = display_bands(cube["band"].values)
+    bands, name = display_bands(cube["band"].values, composites_of(cube))
     rgb = cube["data"].isel(time=t).sel(band=bands).transpose("y", "x", "band")
     image = np.where(valid[t][..., None], rgb.values, np.nan)
     date = str(cube["time"].values[t])[:10]
@@ -114,15 +119,19 @@ def tile_maps(maps: dict[str, xr.Dataset], cube: xr.Dataset | None = None,
     for model, ds in maps.items():
         ax_rgb, ax_std, ax_emb, ax_cls = axes[row]
         day = mid_season(ds)
-        bands, name = display_bands(ds["gapfilled"]["band"].values)
-        filled = ds["gapfilled"].sel(ref_day=day, band=bands)
-        _show(ax_rgb, stretch(filled.transpose("y", "x", "band").values),
-              f"{model}\ngap-filled {name}, day {day:g}")
-        std = ds["gapfilled_std"].sel(ref_day=day, band=sorted(set(bands))).mean("band")
-        im = ax_std.imshow(std.values, cmap="magma", interpolation="nearest")
-        ax_std.set(title=f"predictive std ({name} mean)", xticks=[], yticks=[])
-        ax_std.grid(False)
-        fig.colorbar(im, ax=ax_std, fraction=0.046, pad=0.02)
+        if "gapfilled" not in ds:  # the model reads no optical / index sensor
+            for ax in (ax_rgb, ax_std):
+                ax.axis("off")
+        else:
+            bands, name = display_bands(ds["gapfilled"]["band"].values, composites_of(ds))
+            filled = ds["gapfilled"].sel(ref_day=day, band=bands)
+            _show(ax_rgb, stretch(filled.transpose("y", "x", "band").values),
+                  f"{model}\ngap-filled {name}, day {day:g}")
+            std = ds["gapfilled_std"].sel(ref_day=day, band=sorted(set(bands))).mean("band")
+            im = ax_std.imshow(std.values, cmap="magma", interpolation="nearest")
+            ax_std.set(title=f"predictive std ({name} mean)", xticks=[], yticks=[])
+            ax_std.grid(False)
+            fig.colorbar(im, ax=ax_std, fraction=0.046, pad=0.02)
         emb = ds["embedding"].sel(ref_day=ds["embedding"]["ref_day"].values[np.argmin(
             np.abs(ds["embedding"]["ref_day"].values - day))]).transpose("latent", "y", "x")
         _show(ax_emb, embedding_rgb(emb.values.astype(float)), "embedding RGB (PC1-3)")

@@ -7,7 +7,9 @@ are checkpointed, so a run killed and resumed reproduces the uninterrupted run (
 
 from __future__ import annotations
 
+import copy
 import csv
+import dataclasses
 import hashlib
 import json
 import logging
@@ -20,6 +22,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from gpvae.config import validate_section
 from gpvae.data.checkpoint import (
     canonical_config,
     check_same_run,
@@ -28,10 +31,12 @@ from gpvae.data.checkpoint import (
 )
 from gpvae.data.dataset import (
     BlockSampler,
+    DatasetInfo,
     PixelDataset,
-    dataset_sensor_bands,
+    dataset_info,
     make_loader,
     pin_batch,
+    sensor_bands_from_config,
 )
 from gpvae.data.normalise import Normalisation
 from gpvae.device import (
@@ -47,37 +52,17 @@ from gpvae.io.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 
-TRAIN_DEFAULTS = {"epochs": 30, "batch_size": 128, "lr": 3e-3, "patience": 5, "seed": 0,
-                  "num_samples": 1, "mixed_precision": False, "num_workers": 0,
-                  "shuffle_window": 0, "in_memory_mb": 2048}
+#: The schema part of a model's ``train:`` settings (their defaults and checks).
+TRAIN_SCHEMA = "#/definitions/model/properties/train"
 #: Offset of the seed used for validation passes (common random numbers across epochs).
 VAL_SEED_OFFSET = 1_000_003
 
 
 def train_settings(model_cfg: dict) -> dict:
-    """The model's ``train:`` mapping with defaults filled in and values checked."""
-    given = model_cfg.get("train") or {}
-    unknown = sorted(set(given) - set(TRAIN_DEFAULTS))
-    if unknown:
-        raise InputError(f"unknown train settings {unknown}", field="train",
-                         fix=f"use keys among {sorted(TRAIN_DEFAULTS)}")
-    s = {**TRAIN_DEFAULTS, **given}
-    for key in ("epochs", "batch_size", "num_samples"):
-        if not isinstance(s[key], int) or s[key] < 1:
-            raise InputError(f"train.{key} must be an integer >= 1, got {s[key]!r}",
-                             field=f"train.{key}", fix="set a positive integer")
-    for key in ("patience", "num_workers", "shuffle_window", "seed"):
-        if not isinstance(s[key], int) or s[key] < 0:
-            raise InputError(f"train.{key} must be an integer >= 0, got {s[key]!r}",
-                             field=f"train.{key}", fix="set a non-negative integer")
-    if not isinstance(s["in_memory_mb"], int | float) or s["in_memory_mb"] < 0:
-        raise InputError(f"train.in_memory_mb must be >= 0, got {s['in_memory_mb']!r}",
-                         field="train.in_memory_mb", fix="e.g. in_memory_mb: 2048 (0 = always "
-                         "read batches from the file)")
-    if not isinstance(s["lr"], int | float) or not s["lr"] > 0:
-        raise InputError(f"train.lr must be > 0, got {s['lr']!r}", field="train.lr",
-                         fix="e.g. lr: 0.003")
-    return s
+    """The model's ``train:`` mapping with the schema's defaults filled in and its values
+    checked against the schema (InputError naming ``train.<key>``)."""
+    return validate_section(copy.deepcopy(model_cfg.get("train") or {}), TRAIN_SCHEMA,
+                            field="train", source="model config")
 
 
 def run_epoch(model: torch.nn.Module, loader, *, device: torch.device, num_samples: int,
@@ -142,7 +127,8 @@ def train_model(pixels: Path, model_name: str, model_cfg: dict, out_dir: Path, *
     out_dir = Path(out_dir)
     ckpt_path = out_dir / "checkpoint.pt"
     settings = train_settings(model_cfg)
-    sensor_bands = dataset_sensor_bands(model_cfg, pixels)
+    info = dataset_info(pixels)
+    sensor_bands = sensor_bands_from_config(model_cfg, info.sensors, info.bands, info.registry)
     state = None
     if resume and ckpt_path.exists():
         state = read_checkpoint(ckpt_path)
@@ -154,7 +140,7 @@ def train_model(pixels: Path, model_name: str, model_cfg: dict, out_dir: Path, *
     dataset = PixelDataset(pixels, sensor_bands, in_memory_mb=settings["in_memory_mb"])
     try:  # close the file explicitly, also on errors
         _fit(dataset, model_name, model_cfg, out_dir, state=state, device=dev,
-             settings=settings, log_every=log_every, max_epochs=max_epochs)
+             settings=settings, log_every=log_every, max_epochs=max_epochs, info=info)
     finally:
         dataset.close()
     best_path = out_dir / "best.pt"
@@ -166,7 +152,7 @@ def train_model(pixels: Path, model_name: str, model_cfg: dict, out_dir: Path, *
 
 def _fit(dataset: PixelDataset, model_name: str, model_cfg: dict, out_dir: Path, *,
          state: dict | None, device: torch.device, settings: dict, log_every: int,
-         max_epochs: int | None) -> None:
+         max_epochs: int | None, info: DatasetInfo) -> None:
     """Epoch loop of :func:`train_model` (from scratch, or from a validated ``state``)."""
     from gpvae.models.build import build_model
 
@@ -182,7 +168,8 @@ def _fit(dataset: PixelDataset, model_name: str, model_cfg: dict, out_dir: Path,
 
     seed = settings["seed"]
     seed_everything(seed)
-    model = build_model(model_cfg, sensor_bands).to(dev)
+    span = state["span"] if state is not None and state.get("span") else info.time_range
+    model = build_model(model_cfg, sensor_bands, span=span).to(dev)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings["lr"])
     epoch, best_val, best_epoch, bad_epochs, stopped, rows = 0, -math.inf, 0, 0, False, []
     if state is not None:
@@ -226,6 +213,9 @@ def _fit(dataset: PixelDataset, model_name: str, model_cfg: dict, out_dir: Path,
             bad_epochs += 1
         stopped = 0 < settings["patience"] <= bad_epochs  # patience 0: no early stopping
         common_state = {"model_name": model_name, "model_cfg": model_cfg,
+                        "model_config": getattr(model, "config", None), "span": list(span),
+                        "data_span": dataclasses.asdict(info.span),
+                        "sensors": info.registry.declarations(sensor_bands),
                         "sensor_bands": sensor_bands,
                         "normalisation": normalisation.to_dict(), "epoch": epoch,
                         "best_val": best_val, "best_epoch": best_epoch,
