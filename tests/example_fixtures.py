@@ -280,3 +280,84 @@ def write_generic_s1_cube(path: Path, series: SceneSeries) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.to_netcdf(path)
     return path
+
+
+# ---- a multi-year Landsat 8/9 Collection 2 Level-2 cube (any sensor, any band) -------------
+#: Landsat SR band <- the simulated Sentinel-2 band of the same spectral region.
+LANDSAT_FROM_S2 = {"SR_B1": "B02", "SR_B2": "B02", "SR_B3": "B03", "SR_B4": "B04",
+                   "SR_B5": "B8A", "SR_B6": "B11", "SR_B7": "B12"}
+#: QA_PIXEL bits (USGS C2 L2): 0 fill, 1 dilated cloud, 3 cloud, 4 cloud shadow.
+QA_FILL, QA_DILATED, QA_CLOUD, QA_SHADOW = 0, 1, 3, 4
+#: Landsat C2 L2 surface reflectance encoding: reflectance = DN * 2.75e-5 - 0.2, DN 0 = fill.
+LANDSAT_SCALE, LANDSAT_OFFSET = 2.75e-5, -0.2
+
+
+@dataclasses.dataclass(frozen=True)
+class LandsatSeries:
+    """Two years of simulated Landsat reflectance (T, B, H, W), its cloud and saturation
+    flags (T, H, W), and the parcels."""
+
+    times: np.ndarray
+    reflectance: np.ndarray
+    cloud: np.ndarray
+    saturated: np.ndarray
+    parcels: gpd.GeoDataFrame
+    crs: str
+    transform: affine.Affine
+
+
+def landsat_series(*, seed: int = 11, size: int = 32, years: tuple[int, ...] = (2021, 2022),
+                   step_days: int = 16, noise: float = 0.005) -> LandsatSeries:
+    """A 16-day Landsat revisit over ``years`` of the demo landscape (one landscape, several
+    seasons), with cloud patches (QA_PIXEL) and a saturated patch on some dates (QA_RADSAT)."""
+    cfg = scene_config({"seed": seed, "years": list(years), "size_px": size, "min_parcels": 12,
+                        "tiles": {TILE: {"class_weights": CLASS_WEIGHTS}}})
+    land = build_landscape(cfg, TILE)
+    days = np.arange(np.datetime64(f"{years[0]}-01-05"), np.datetime64(f"{years[-1]}-12-31"),
+                     np.timedelta64(step_days, "D"))
+    times = (days.astype("datetime64[ns]") + np.timedelta64(37_800, "s"))
+    s2 = surface_reflectance(land, times, size)
+    rng = np.random.default_rng(seed)
+    refl = np.stack([s2[:, S2_BANDS.index(b)] for b in LANDSAT_FROM_S2.values()], axis=1)
+    refl = np.clip(refl + rng.normal(0.0, noise, refl.shape), 0.001, 1.0).astype(np.float32)
+    cloud = np.kron(cloud_patches(len(times), size // 2, rng) == SCL_CLOUD,
+                    np.ones((1, 2, 2), bool))
+    refl = np.where(cloud[:, None], rng.uniform(0.3, 0.5, (len(times), 1, 1, 1)), refl)
+    saturated = np.zeros_like(cloud)
+    saturated[1::5, : size // 4, : size // 4] = True  # a saturated corner on every 5th date
+    refl = np.where(saturated[:, None], 1.55, refl).astype(np.float32)
+    return LandsatSeries(times=times, reflectance=refl, cloud=cloud, saturated=saturated,
+                         parcels=land.parcels, crs=cfg.tiles[TILE].crs,
+                         transform=tile_transform(cfg.tiles[TILE]))
+
+
+def write_landsat_cube(path: Path, series: LandsatSeries) -> Path:
+    """A Landsat C2 L2 cube as an openEO / STAC stack would give it: uint16 DN per band
+    (``SR_B1`` ... ``SR_B7``, DN 0 = fill), ``QA_PIXEL`` (cloud bits) and ``QA_RADSAT``
+    (saturation bit per band), a ``spatial_ref`` grid mapping."""
+    dn = np.round((series.reflectance - LANDSAT_OFFSET) / LANDSAT_SCALE).astype(np.uint16)
+    qa = (series.cloud.astype(np.uint16) << QA_CLOUD) | (series.cloud.astype(np.uint16)
+                                                       << QA_DILATED)
+    radsat = np.where(series.saturated, np.uint16(1 << 3), np.uint16(0))  # band 4 saturated
+    size = series.reflectance.shape[-1]
+    a = series.transform
+    coords = {"time": series.times, "y": a.f + a.e * (np.arange(size) + 0.5),
+              "x": a.c + a.a * (np.arange(size) + 0.5)}
+    attrs = {"grid_mapping": "spatial_ref"}
+    data = {b: (("time", "y", "x"), dn[:, i], attrs) for i, b in enumerate(LANDSAT_FROM_S2)}
+    data["QA_PIXEL"] = (("time", "y", "x"), qa, attrs)
+    data["QA_RADSAT"] = (("time", "y", "x"), radsat.astype(np.uint16), attrs)
+    ds = xr.Dataset(data, coords=coords)
+    ds["spatial_ref"] = xr.DataArray(0, attrs={"crs_wkt": rasterio.crs.CRS.from_string(
+        series.crs).to_wkt()})
+    encoding = {b: {"_FillValue": 0, "zlib": True} for b in LANDSAT_FROM_S2}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.to_netcdf(path, encoding=encoding)
+    return path
+
+
+def write_landsat_parcels(path: Path, series: LandsatSeries) -> Path:
+    """The Landsat series' parcels as a GeoPackage (``parcel_id``, ``class``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    series.parcels.to_file(path, layer="parcels", driver="GPKG", engine="pyogrio")
+    return path

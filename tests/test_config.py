@@ -61,3 +61,44 @@ def test_latent_size_zero_is_refused(demo: dict) -> None:
 def test_missing_config_file_names_it(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="nope.yaml"):
         load_config(tmp_path / "nope.yaml", SCHEMA)
+
+
+def test_the_schema_is_the_only_source_of_defaults() -> None:
+    """Library calls get the schema's defaults: a model built from {} and the train settings
+    of {} hold exactly the schema's values."""
+    from gpvae.config import defaults
+    from gpvae.models.build import build_model
+    from gpvae.train.loop import train_settings
+
+    model_defaults = defaults("#/definitions/model")
+    train_defaults = model_defaults.pop("train")
+    built = build_model({}, {"S2": ["B04", "B08"]}).config
+    for key, value in model_defaults.items():
+        if key not in ("sensors", "time_range"):  # null: the dataset's sensors and span
+            assert built[key] == value, key
+    assert built["sensors"] == ["S2"] and built["time_range"] == [0.0, 365.25]
+    assert train_settings({}) == train_defaults
+    assert train_defaults["epochs"] == 30 and model_defaults["prior"] == "markov"
+
+
+def test_train_settings_errors_name_the_key() -> None:
+    from gpvae.train.loop import train_settings
+
+    with pytest.raises(InputError, match=r"train\.batch_size"):
+        train_settings({"train": {"batch_size": 0}})
+    with pytest.raises(InputError, match=r"train\.learning_rate"):
+        train_settings({"train": {"learning_rate": 0.1}})
+
+
+def test_any_sensor_input_and_sensor_declarations_validate(demo: dict) -> None:
+    demo["sensors"] = {"DRONE": {"kind": "optical", "resolution_m": 0.1, "bands": ["r", "g"]}}
+    demo["inputs"]["DRONE"] = {"path": "d.nc", "bands": {"r": "red"},
+                               "mask": [{"variable": "qa", "kind": "bits", "invalid": [1]},
+                                        {"variable": "sat", "kind": "boolean"}]}
+    demo["sample"]["span"] = "season"
+    cfg = validate_config(demo, SCHEMA)
+    assert cfg["inputs"]["DRONE"]["format"] == "generic"
+    assert cfg["sample"]["season_start"] == "01-01"
+    demo["sensors"]["DRONE"]["kind"] = "lidar"
+    with pytest.raises(InputError, match=r"sensors\.DRONE\.kind"):
+        validate_config(demo, SCHEMA)

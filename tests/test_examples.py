@@ -17,13 +17,17 @@ import xarray as xr
 import yaml
 from conftest import ROOT, run_snakemake, tiny_workdir
 from example_fixtures import (
+    LANDSAT_FROM_S2,
     SCL_CLOUD,
     TILE,
     SceneSeries,
+    landsat_series,
     scene_series,
     write_generic_cube,
     write_generic_s1_cube,
     write_grid_parcels,
+    write_landsat_cube,
+    write_landsat_parcels,
     write_parcels,
     write_sen2cor_set,
     write_stac_catalog,
@@ -36,6 +40,7 @@ REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 OPENEO_S2 = REAL / "openeo_gfmap" / "s2_l2a_belgium_2023-04.nc"
 OPENEO_S1 = REAL / "openeo_gfmap" / "s1_grd_belgium_2023-04.nc"
 WORLDCEREAL = REAL / "worldcereal" / "worldcereal_public_extractions_2017.parquet"
+SITS = REAL / "sits" / "samples_modis_4bands.parquet"
 
 
 def real(path: Path) -> Path:
@@ -165,6 +170,54 @@ def test_generic_example(tmp_path: Path, series: SceneSeries) -> None:
     check_model(results, "gpvae_fused", 2)
 
 
+def test_landsat_multiyear_example(tmp_path: Path) -> None:
+    """Any sensor, any band, many years: a 2-year Landsat C2 L2 cube (uint16 DN, QA_PIXEL and
+    QA_RADSAT rules combined), one sample per pixel over the whole range, a sparse GP-VAE
+    whose inducing dates cover that range, gap filling, classification and the tile map."""
+    series = landsat_series()
+    cfg = example("landsat")
+    inputs = cfg["inputs"]
+    inputs["LANDSAT"]["path"] = str(write_landsat_cube(tmp_path / "cubes" / "ls.nc", series))
+    inputs["parcels"]["path"] = str(write_landsat_parcels(tmp_path / "parcels.gpkg", series))
+    cfg["tiles"] = [TILE]
+    results = run_example(tmp_path / "work", cfg, "results/metrics/all.csv",
+                          f"results/report/maps/{TILE}.png")
+    ds = xr.open_dataset(results / "samples" / "pixels.nc")
+    assert ds.attrs["sensors"] == "LANDSAT"
+    assert list(ds["band_LANDSAT"].values) == list(LANDSAT_FROM_S2)
+    # span all: one sample per pixel, from the first date to the day after the last
+    first, last = series.times[[0, -1]].astype("datetime64[D]")
+    assert (ds["start"].values.astype("datetime64[D]") == first).all()
+    assert (ds["end"].values.astype("datetime64[D]") == last + 1).all()
+    assert len(set(zip(ds["row"].values, ds["col"].values, strict=True))) == ds.sizes["sample"]
+    # DN * 2.75e-5 - 0.2 (the sensor's scale: no scale in the config); cloud AND saturation
+    # flags both masked
+    v = ds["values_LANDSAT"].values
+    row, col = ds["row"].values, ds["col"].values
+    truth = series.reflectance[:, :, row, col].transpose(2, 0, 1)  # (sample, time, band)
+    clear = np.isfinite(v)
+    assert clear.mean() > 0.5
+    np.testing.assert_allclose(v[clear], truth[clear], atol=3e-5)
+    assert np.isnan(v[series.cloud[:, row, col].T]).all()
+    saturated = series.saturated[:, row, col].T
+    assert saturated.any() and np.isnan(v[saturated]).all()
+    # the model's inducing dates follow the data's span (time_range null), stored resolved
+    from gpvae.data.checkpoint import read_checkpoint
+    state = read_checkpoint(results / "models" / "gpvae_sparse" / "best.pt")
+    span_days = float((last + 1 - first).astype(int))
+    assert state["span"] == [0.0, span_days]
+    assert state["model_config"]["time_range"] == [0.0, span_days]
+    assert state["sensors"]["LANDSAT"]["scale"] == 2.75e-5
+    emb = xr.open_dataset(results / "embeddings" / "gpvae_sparse.nc")
+    assert emb["ref_day"].values[-1] > 365 and emb["ref_day"].values[-1] <= span_days
+    tile = xr.open_dataset(results / "maps" / "gpvae_sparse" / f"{TILE}.nc")
+    assert tile.attrs["span_start"] == str(first) and list(tile["band"].values)[3] == "SR_B4"
+    metrics = pd.read_csv(results / "metrics" / "all.csv")
+    gap = metrics[(metrics.task == "gapfill") & (metrics.metric == "MAE")]
+    assert set(gap.model) == {"gpvae_sparse", "linear"} and np.isfinite(gap.value).all()
+    check_model(results, "gpvae_sparse", 2)
+
+
 # ---- real files (skip when ../shared is absent) -------------------------------------------
 
 def test_openeo_example_on_real_cubes(tmp_path: Path) -> None:
@@ -219,3 +272,46 @@ def test_worldcereal_example_on_real_table(tmp_path: Path) -> None:
     scores = pd.read_csv(results / "metrics" / "classification_gpvae_fused.csv")
     oa = scores[(scores["metric"] == "OA") & (scores["protocol"] == "parcel")]["value"]
     assert len(oa) > 0 and (oa > 1.0 / ds["class_name"].size).all()
+
+
+def test_sits_example_on_real_table(tmp_path: Path) -> None:
+    """The sits MODIS table (MOD13Q1 NDVI, EVI, NIR, MIR; one Sep-Aug season per sample) through
+    training, gap filling and classification, split grouped by point."""
+    src = real(SITS)
+    cfg = example("sits")
+    assert cfg["inputs"]["table"]["path"].endswith(SITS.name)
+    cfg["inputs"]["table"]["path"] = str(src)
+    results = run_example(tmp_path / "work", cfg,
+                          "results/metrics/gapfill_gpvae_markov.csv",
+                          "results/metrics/gapfill_linear.csv",
+                          "results/metrics/classification_gpvae_markov.csv")
+    ds = xr.open_dataset(results / "samples" / "pixels.nc")
+    df = pd.read_parquet(src)
+    assert ds.sizes["sample"] == df["sample_id"].nunique() == 1218
+    assert ds.attrs["sensors"] == "MOD13Q1"
+    assert list(ds["band_MOD13Q1"].values) == ["NDVI", "EVI", "NIR", "MIR"]
+    check_labels(ds, set(df["label"]))
+    # values are the table's (already physical), 23 dates per sample, all inside its season
+    v = ds["values_MOD13Q1"].values
+    assert (np.isfinite(v[..., 0]).sum(axis=1) == 23).all()
+    first = df.sort_values(["sample_id", "date"]).groupby("sample_id").first()
+    np.testing.assert_allclose(np.nanmax(v[..., 0], axis=1).max(), df["NDVI"].max(), rtol=1e-6)
+    start = ds["start"].values.astype("datetime64[D]")
+    assert (start.astype(str).astype("U10") == np.char.add(
+        start.astype("datetime64[Y]").astype(str), "-09-01")).all()
+    assert (start <= pd.to_datetime(first["date"]).to_numpy().astype("datetime64[D]")).all()
+    # grouped by point: no (longitude, latitude) in two splits
+    points = pd.DataFrame({"x": ds["x"].values, "y": ds["y"].values,
+                           "split": ds["split"].values})
+    assert points.groupby(["x", "y"])["split"].nunique().max() == 1
+    assert points.groupby(["x", "y"]).ngroups == 732
+    hidden = xr.open_dataset(results / "gapfill" / "hidden.nc")
+    assert hidden.attrs["sensor"] == "MOD13Q1" and int(hidden["hidden_MOD13Q1"].sum()) > 0
+    gap = pd.concat([pd.read_csv(results / "metrics" / f"gapfill_{m}.csv")
+                     for m in ("gpvae_markov", "linear")])
+    mae = gap[(gap.metric == "MAE") & (gap.band == "all") & (gap.protocol == "hidden")]
+    assert len(mae) == 2 and (mae.value < 0.5).all()
+    check_model(results, "gpvae_markov", 2)
+    scores = pd.read_csv(results / "metrics" / "classification_gpvae_markov.csv")
+    oa = scores[(scores["metric"] == "OA") & (scores["protocol"] == "parcel")]["value"]
+    assert len(oa) > 0 and (oa > 0.5).all()  # 4 classes: chance is about 0.3

@@ -178,3 +178,43 @@ def test_s1_units_checked_both_ways(tmp_path):
                   sar_units="db")
     np.testing.assert_allclose(out.data.values[:, 0], linear, rtol=1e-4)
     assert set(out.orbit_direction.values) == {"ASC"}
+
+
+def test_several_mask_rules_combine(tmp_path):
+    """Cloud bits of one variable AND saturation bits of another: invalid where any is set."""
+    rng = np.random.default_rng(6)
+    cloud = rng.integers(0, 2 ** 10, (NT, NY, NX)).astype(np.uint16)
+    radsat = rng.integers(0, 2 ** 7, (NT, NY, NX)).astype(np.uint16)
+    ds = make_cube(qa=cloud)
+    ds["radsat"] = (("time", "y", "x"), radsat)
+    rules = [{"variable": "qai", "kind": "bits", "invalid": [1, 3, 4]},
+             {"variable": "radsat", "kind": "bits", "invalid": [3]}]
+    out = extract(ds, tmp_path, mask=rules)
+    expected = ((cloud & 0b11010) != 0) | ((radsat & 0b1000) != 0)
+    assert out.attrs["quality_kind"] == "boolean" and "radsat" in out.attrs["quality_rules"]
+    np.testing.assert_array_equal(invalid_from_quality(out).values, expected)
+    # the old single-rule form is the one-rule list
+    one = extract(make_cube(qa=cloud), tmp_path, name="one.nc", mask=rules[0])
+    np.testing.assert_array_equal(invalid_from_quality(one).values, (cloud & 0b11010) != 0)
+    with pytest.raises(InputError, match="mask variable 'radsat'"):
+        extract(make_cube(qa=cloud), tmp_path, name="bad.nc", mask=rules)
+
+
+def test_unset_scale_is_the_sensors_for_integer_dn_and_none_for_floats(tmp_path):
+    ds = make_cube()  # int16 DN
+    dn = extract(ds, tmp_path, name="dn.nc", scale=None)
+    np.testing.assert_allclose(dn.data.sel(band="B04").values[1], ds.red.values[1] * 1e-4,
+                               rtol=1e-6)
+    physical = ds.copy()
+    physical["red"] = ds["red"].astype(np.float32) * 1e-4
+    physical["blue"] = ds["blue"].astype(np.float32) * 1e-4
+    fl = extract(physical, tmp_path, name="fl.nc", scale=None)
+    np.testing.assert_allclose(fl.data.sel(band="B04").values[1],
+                               physical.red.values[1], rtol=1e-6)
+    # any sensor and band name of the registry: LANDSAT DN -> DN * 2.75e-5 - 0.2
+    ls = extract(ds, tmp_path, name="ls.nc", sensor="LANDSAT", scale=None,
+                 bands={"SR_B4": "red", "SR_B2": "blue"})
+    assert list(ls.band.values) == ["SR_B2", "SR_B4"] and ls.attrs["sensor"] == "LANDSAT"
+    np.testing.assert_allclose(ls.data.sel(band="SR_B4").values[1],
+                               ds.red.values[1] * 2.75e-5 - 0.2, rtol=1e-5)
+    assert '"SR_B7"' in ls.attrs["sensor_definition"]

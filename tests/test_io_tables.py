@@ -171,3 +171,111 @@ def test_bad_layout_and_missing_column(tmp_path):
     with pytest.raises(InputError, match="'easting'"):
         table_to_pixels(src, tmp_path / "p.nc", layout="long", columns=bad,
                         split_fractions=SPLITS, seed=0)
+
+
+# ---- any band, optional roles, groups, spans --------------------------------------------------
+def index_table(rng, n_points=6, seasons=(2019, 2020)):
+    """A long table of a MODIS-like index product: NDVI / EVI every 16 days over Sep-Aug
+    seasons, several seasons per point, no x/y, a few rows without a label."""
+    rows = []
+    for p in range(n_points):
+        for s, season in enumerate(seasons):
+            dates = pd.date_range(f"{season}-09-14", f"{season + 1}-08-31", freq="16D")
+            for d in dates:
+                rows.append({"sid": f"{p}-{season}", "point": p, "season": s,
+                             "date": d.date().isoformat(),
+                             "label": None if p == 0 else ["soy", "pasture"][p % 2],
+                             "ndvi": rng.uniform(0.2, 0.9), "evi": rng.uniform(0.1, 0.6)})
+    return pd.DataFrame(rows)
+
+
+INDEX_COLUMNS = {"sample_id": "sid", "time": "date", "label": "label", "group": "point",
+                 "bands": {"MOD13Q1": {"NDVI": "ndvi", "EVI": "evi"}}}
+
+
+def test_index_bands_groups_unlabelled_rows_and_season_spans(tmp_path):
+    df = index_table(np.random.default_rng(0))
+    src = tmp_path / "modis.parquet"
+    df.to_parquet(src)
+    ds = open_pixels(table_to_pixels(src, tmp_path / "p.nc", layout="long",
+                                     columns=INDEX_COLUMNS, split_fractions=SPLITS, seed=0,
+                                     span={"span": "season", "season_start": "09-01"}))
+    assert ds.attrs["sensors"] == "MOD13Q1" and list(ds.band_MOD13Q1.values) == ["NDVI", "EVI"]
+    assert ds.sizes["sample"] == 12
+    # unlabelled rows: label -1, no class of their own
+    assert list(ds.class_name.values) == ["pasture", "soy"]
+    sid = pd.factorize(df["sid"])[1]
+    assert (ds.label.values[np.asarray([s.startswith("0-") for s in sid])] == -1).all()
+    assert (ds.label.values[np.asarray([not s.startswith("0-") for s in sid])] >= 0).all()
+    # x / y absent: NaN; each point's seasons in one split
+    assert np.isnan(ds.x.values).all() and np.isnan(ds.y.values).all()
+    points = np.array([int(s.split("-")[0]) for s in sid])
+    for p in range(6):
+        assert len(set(ds.split.values[points == p])) == 1
+    # season spans: origin Sep 1, year = the season's end year; every date inside
+    start = ds.start.values.astype("datetime64[D]").astype(str)
+    assert set(start) == {"2019-09-01", "2020-09-01"}
+    assert set(ds.year.values.tolist()) == {2020, 2021}
+    per_sample = df.groupby("sid", sort=False).size().to_numpy()
+    np.testing.assert_array_equal(np.isfinite(ds.values_MOD13Q1.values[..., 0]).sum(axis=1),
+                                  per_sample)  # clip_to_year keeps every date of the season
+    defs = ds.attrs["sensor_definitions"]
+    assert '"MOD13Q1"' in defs and '"NDVI"' in defs
+
+
+def test_a_band_unknown_to_the_sensor_names_sensor_band_and_fix(tmp_path):
+    df = index_table(np.random.default_rng(1)).rename(columns={"evi": "ndwi"})
+    src = tmp_path / "t.csv"
+    df.to_csv(src, index=False)
+    cols = {**INDEX_COLUMNS, "bands": {"MOD13Q1": {"NDVI": "ndvi", "NDWI": "ndwi"}}}
+    with pytest.raises(InputError, match="'NDWI' is not a band of sensor MOD13Q1") as err:
+        table_to_pixels(src, tmp_path / "p.nc", layout="long", columns=cols,
+                        split_fractions=SPLITS, seed=0)
+    assert "declare it under sensors.MOD13Q1.bands" in str(err.value)
+    # declared in the config, the band reads (and the file records the extended sensor)
+    ds = open_pixels(table_to_pixels(
+        src, tmp_path / "p.nc", layout="long", columns=cols, split_fractions=SPLITS, seed=0,
+        sensors={"MOD13Q1": {"bands": {"NDWI": {"unit": "1", "range": [-1, 1]}}}}))
+    assert list(ds.band_MOD13Q1.values) == ["NDVI", "NDWI"]
+    assert "NDWI" in ds.attrs["sensor_definitions"]
+
+
+def test_a_missing_group_column_is_named(tmp_path):
+    src = tmp_path / "t.csv"
+    index_table(np.random.default_rng(2)).to_csv(src, index=False)
+    for group in ("plot", ["point", "plot"]):
+        with pytest.raises(InputError, match="'plot'") as err:
+            table_to_pixels(src, tmp_path / "p.nc", layout="long",
+                            columns={**INDEX_COLUMNS, "group": group},
+                            split_fractions=SPLITS, seed=0)
+        assert "columns.group" in str(err.value)
+
+
+def test_a_span_with_fewer_than_two_dates_is_refused(tmp_path):
+    df = pd.DataFrame({"sid": [0, 1], "date": ["2021-03-01", "2022-03-01"],
+                       "ndvi": [0.3, 0.5], "label": ["a", "b"]})
+    src = tmp_path / "one.csv"
+    df.to_csv(src, index=False)
+    cols = {"sample_id": "sid", "time": "date", "label": "label",
+            "bands": {"MOD13Q1": {"NDVI": "ndvi"}}}
+    with pytest.raises(InputError, match="fewer than 2 dates") as err:
+        table_to_pixels(src, tmp_path / "p.nc", layout="long", columns=cols,
+                        split_fractions=SPLITS, seed=0)
+    assert "sample.span" in str(err.value)
+    # the whole range as one span holds both dates
+    ds = open_pixels(table_to_pixels(src, tmp_path / "p.nc", layout="long", columns=cols,
+                                     split_fractions=SPLITS, seed=0, span={"span": "all"}))
+    assert set(ds.start.values.astype("datetime64[D]").astype(str)) == {"2021-03-01"}
+
+
+def test_integer_columns_get_the_sensors_scale(tmp_path):
+    df = index_table(np.random.default_rng(3))
+    dn = np.round(df["ndvi"] * 1e4).astype(np.int16)
+    df["ndvi"] = dn
+    src = tmp_path / "dn.parquet"
+    df.to_parquet(src)
+    ds = open_pixels(table_to_pixels(src, tmp_path / "p.nc", layout="long",
+                                     columns=INDEX_COLUMNS, split_fractions=SPLITS, seed=0,
+                                     span={"span": "all"}))
+    got = ds.values_MOD13Q1.sel(band_MOD13Q1="NDVI").values
+    assert np.nanmax(got) <= 1.0 and np.nanmin(got) > 0.1  # DN * 1e-4 (MOD13Q1's scale)

@@ -82,7 +82,8 @@ KW = dict(class_field="crop", id_field="pid", per_class=20, per_parcel_cap=3, er
 
 
 def run(inputs, out, **kw):
-    return open_pixels(sample_pixels(inputs, out, **{**KW, **kw})).load()
+    with open_pixels(sample_pixels(inputs, out, **{**KW, **kw})) as ds:
+        return ds.load()  # closed here, not by the GC (netCDF-C is unsafe with GC closes)
 
 
 @pytest.fixture(scope="module")
@@ -226,3 +227,25 @@ def test_split_every_parcel_once_and_seeded():
     for k in range(4):
         assert {a[i] for i in ids[cls == k]} == set(fr)
     assert a == split_parcels(ids, cls, fr, 3) and a != split_parcels(ids, cls, fr, 4)
+
+
+def test_spans_all_and_season(tile_inputs, tmp_path):
+    """``all``: one sample per pixel over the whole range; ``season``: one per Sep-Aug season,
+    each with its own origin (``start``)."""
+    whole = run(tile_inputs, tmp_path / "all.nc", span={"span": "all"})
+    pix = set(zip(whole["row"].values, whole["col"].values, strict=True))
+    assert whole.sizes["sample"] == len(pix)  # one sample per drawn pixel
+    assert set(whole["start"].values.astype("datetime64[D]").astype(str)) == {"2021-03-01"}
+    assert set(whole["end"].values.astype("datetime64[D]").astype(str)) == {"2022-09-02"}
+    assert np.isfinite(whole["values_S2"].values).any(axis=2).sum(axis=1).max() == 6
+    season = run(tile_inputs, tmp_path / "season.nc",
+                 span={"span": "season", "season_start": "08-01"})
+    starts = season["start"].values.astype("datetime64[D]")
+    assert set(starts.astype(str)) == {"2020-08-01", "2021-08-01", "2022-08-01"}
+    t = S2_TIMES.astype("datetime64[D]")
+    inside = (t[None, :] >= starts[:, None]) & (t[None, :] < season["end"].values.astype(
+        "datetime64[D]")[:, None])
+    assert not np.isfinite(season["values_S2"].values[~inside]).any()
+    # the span's year: the year of its middle day (Aug 2021 - Jul 2022 -> 2022)
+    assert set(season["year"].values[starts == np.datetime64("2021-08-01")]) == {2022}
+    assert season.attrs["span"] and "season" in season.attrs["span"]

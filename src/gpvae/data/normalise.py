@@ -59,9 +59,10 @@ def check_values(values: np.ndarray, sensor: Sensor, bands: list[str], *, file: 
         band = values[..., c][finite[..., c]]
         if band.size and ((lo is not None and band.min() < lo)
                           or (hi is not None and band.max() > hi)):
-            raise InputError(f"{variable} band {name}: {sensor.band(name).unit} outside its "
-                             f"plausible range [{lo}, {hi}] (min {band.min():.3g}, max "
-                             f"{band.max():.3g})", file=file, field=variable,
+            unit = sensor.band(name).unit
+            raise InputError(f"{variable} band {name}: {unit if unit != '1' else 'value'} "
+                             f"outside its plausible range [{lo}, {hi}] (min {band.min():.3g}, "
+                             f"max {band.max():.3g})", file=file, field=variable,
                              fix="store physical values (apply the product's scale/offset), or "
                              f"declare the band's range under sensors.{sensor.name}.bands")
 

@@ -91,6 +91,14 @@ def load_embeddings(path: Path, *, with_var: bool = False) -> EmbeddingTable:
         valid = ds["valid"].values.astype(bool) if "valid" in ds else np.ones(n, bool)
         labels = ds["label"].values.astype(np.int64)
         keep = valid & (labels >= 0)
+        if np.unique(labels[keep]).size < 2:
+            raise InputError(f"classification needs labelled samples of at least 2 classes; "
+                             f"{path.name} has {int(keep.sum())} labelled sample(s) with an "
+                             f"embedding, of {np.unique(labels[keep]).size} class(es) "
+                             "(unlabelled samples, label -1, are never classified)",
+                             file=path, field="label",
+                             fix="give the table's label column (inputs.table.columns.label), "
+                             "or do not ask for classification from an unlabelled table")
         log.info("%s: %d samples, %d excluded with valid = 0, %d excluded with label -1",
                  path.name, n, int((~valid).sum()), int((valid & (labels < 0)).sum()))
         parts = [ds[v].transpose("sample", ...).values[keep].reshape(int(keep.sum()), -1)
@@ -240,13 +248,6 @@ def classify(embeddings: Path, out_csv: Path, out_confusion: Path, out_model: Pa
     ``out_csv``."""
     table = load_embeddings(embeddings, with_var=with_var)
     k = len(table.class_names)
-    if np.unique(table.labels).size < 2:
-        raise InputError(f"classification needs labelled samples of at least 2 classes; the "
-                         f"embeddings have {table.labels.size} labelled sample(s) of "
-                         f"{np.unique(table.labels).size} class(es) (unlabelled samples, "
-                         "label -1, are never classified)", file=embeddings, field="label",
-                         fix="give the table's label column (inputs.table.columns.label), or "
-                         "do not ask for classification from an unlabelled table")
     for name in classifiers:
         make_classifier(name, 0)  # fail early on an unknown name
     rows: list[dict] = []

@@ -188,7 +188,7 @@ def extract_s1tiling(s1_dir: Path, tile: str, orbit_direction: str, out: Path, *
     sensor = f"S1_{direction}"
     log.info("extracting %d S1Tiling %s acquisitions of %s -> %s", len(acqs), direction,
              tile, out)
-    with cube_writer(out, times=[a.acquired for a in acqs], bands=["VV", "VH"],
+    with cube_writer(out, times=[a.acquired for a in acqs], bands=builtin(sensor).band_names,
                      crs=crs.to_wkt(), transform=window_transform(window, transform),
                      height=int(window.height), width=int(window.width), sensor=sensor,
                      tile=tile, radiometry=builtin(sensor).radiometry,

@@ -103,9 +103,13 @@ def _check_int(name: str, value: int, minimum: int) -> None:
                          fix=f"set {name} to an integer >= {minimum}")
 
 
-def _tile_cubes(tile: str, spec: dict) -> tuple[dict, dict, tuple]:
-    """Open a tile's cubes and masks; all on one grid (else InputError naming both cubes)."""
-    cubes = {s: open_cube(p) for s, p in spec["cubes"].items()}
+def _tile_cubes(tile: str, spec: dict, opened: list[xr.Dataset]) -> tuple[dict, dict, tuple]:
+    """Open a tile's cubes and masks (appended to ``opened``, for the caller to close); all on
+    one grid (else InputError naming both cubes)."""
+    cubes, masks = {}, {}
+    for s, p in spec["cubes"].items():
+        cubes[s] = open_cube(p)
+        opened.append(cubes[s])
     if not cubes:
         raise InputError(f"tile {tile} has no cube", field="cubes",
                          fix="list at least one sensor cube for the tile")
@@ -114,17 +118,17 @@ def _tile_cubes(tile: str, spec: dict) -> tuple[dict, dict, tuple]:
     for s, ds in cubes.items():
         g = cube_grid(ds)
         if g[0] != grid[0] or g[2:] != grid[2:] or not g[1].almost_equals(grid[1], 1e-6):
-            raise InputError(f"cubes {spec['cubes'][first]} and {spec['cubes'][s]} of tile "
-                             f"{tile} are on different grids", file=spec["cubes"][s],
+            raise InputError(f"cubes {spec['cubes'][first]} and {spec['cubes'][s]} of "
+                             f"tile {tile} are on different grids", file=spec["cubes"][s],
                              field="grid", fix="extract all sensors of a tile with one AOI")
-    masks = {}
     for s, ds in cubes.items():
         path = (spec.get("masks") or {}).get(s)
         if path is None:
             log.warning("%s %s: no mask file given, using the cube's valid", tile, s)
             masks[s] = ds["valid"]
         else:
-            masks[s] = open_mask(path, ds)["valid"]
+            opened.append(open_mask(path, ds))
+            masks[s] = opened[-1]["valid"]
     return cubes, masks, grid
 
 
@@ -151,47 +155,52 @@ def sample_pixels(inputs: dict[str, dict], out: Path, *, class_field: str, id_fi
         raise InputError("no tile to sample", field="inputs", fix="configure at least one tile")
     split_seq, draw_seq = np.random.SeedSequence(seed).spawn(2)
     tiles = {}
-    frames = []
-    for tile, spec in sorted(inputs.items()):
-        cubes, masks, (crs, transform, h, w) = _tile_cubes(tile, spec)
-        bounds = (transform.c, transform.f + h * transform.e, transform.c + w * transform.a,
-                  transform.f)
-        parcels = read_parcels(spec["parcels"], id_field=id_field, class_field=class_field,
-                               crs=crs, bounds=bounds)
-        ids = rasterize_parcels(parcels, transform, h, w)
-        rows, cols = np.nonzero(interior(ids, erosion_px))
-        idx = ids[rows, cols] - 1
-        frames.append(pd.DataFrame({"tile": tile, "row": rows.astype(np.int32),
-                                    "col": cols.astype(np.int32),
-                                    "parcel_id": parcels["parcel_id"].to_numpy()[idx],
-                                    "class": parcels["class"].to_numpy()[idx]}))
-        tiles[tile] = (cubes, masks, spec)
-        log.info("%s: %d parcels, %d interior pixels (erosion %d px)", tile, len(parcels),
-                 len(rows), erosion_px)
-    cand = pd.concat(frames, ignore_index=True)
-    class_names = sorted(cand["class"].unique()) if classes is None else [str(c) for c in
-                                                                          classes]
-    other = ~cand["class"].isin(class_names)
-    if other.any():
-        log.info("%d interior pixels of classes outside %s not sampled", other.sum(),
-                 class_names)
-    cand = cand[~other]
-    if cand.empty:
-        raise InputError("no parcel interior pixel to sample", field="classes/erosion_px",
-                         fix="check the class names, lower erosion_px or use larger parcels")
-    cand["label"] = pd.Categorical(cand["class"], categories=class_names).codes.astype(np.int16)
-    parcel_class = cand.drop_duplicates("parcel_id")
-    split_of = split_parcels(parcel_class["parcel_id"].to_numpy(),
-                             parcel_class["label"].to_numpy(), split_fractions, split_seq)
-    picked = draw_pixels(cand, per_class=per_class, per_parcel_cap=per_parcel_cap,
-                         rng=np.random.default_rng(draw_seq))
-    log.info("drew %d pixels: %s", len(picked),
-             picked.groupby("class").size().to_dict())
-    return _write_samples(out, tiles, picked, split_of, class_names, years, span, attrs={
-        "seed": int(seed), "class_field": class_field, "id_field": id_field,
-        "per_class": int(per_class), "per_parcel_cap": int(per_parcel_cap),
-        "erosion_px": int(erosion_px), "split_fractions": json.dumps(split_fractions),
-        "inputs": json.dumps(inputs, default=str), "span": span.to_attr()})
+    opened: list[xr.Dataset] = []
+    try:  # close every cube and mask explicitly (netCDF-C is unsafe with GC closes)
+        frames = []
+        for tile, spec in sorted(inputs.items()):
+            cubes, masks, (crs, transform, h, w) = _tile_cubes(tile, spec, opened)
+            tiles[tile] = (cubes, masks, spec)
+            bounds = (transform.c, transform.f + h * transform.e, transform.c + w * transform.a,
+                      transform.f)
+            parcels = read_parcels(spec["parcels"], id_field=id_field, class_field=class_field,
+                                   crs=crs, bounds=bounds)
+            ids = rasterize_parcels(parcels, transform, h, w)
+            rows, cols = np.nonzero(interior(ids, erosion_px))
+            idx = ids[rows, cols] - 1
+            frames.append(pd.DataFrame({"tile": tile, "row": rows.astype(np.int32),
+                                        "col": cols.astype(np.int32),
+                                        "parcel_id": parcels["parcel_id"].to_numpy()[idx],
+                                        "class": parcels["class"].to_numpy()[idx]}))
+            log.info("%s: %d parcels, %d interior pixels (erosion %d px)", tile, len(parcels),
+                     len(rows), erosion_px)
+        cand = pd.concat(frames, ignore_index=True)
+        class_names = sorted(cand["class"].unique()) if classes is None else [str(c) for c in
+                                                                              classes]
+        other = ~cand["class"].isin(class_names)
+        if other.any():
+            log.info("%d interior pixels of classes outside %s not sampled", other.sum(),
+                     class_names)
+        cand = cand[~other]
+        if cand.empty:
+            raise InputError("no parcel interior pixel to sample", field="classes/erosion_px",
+                             fix="check the class names, lower erosion_px or use larger parcels")
+        cand["label"] = pd.Categorical(cand["class"], categories=class_names).codes.astype(np.int16)
+        parcel_class = cand.drop_duplicates("parcel_id")
+        split_of = split_parcels(parcel_class["parcel_id"].to_numpy(),
+                                 parcel_class["label"].to_numpy(), split_fractions, split_seq)
+        picked = draw_pixels(cand, per_class=per_class, per_parcel_cap=per_parcel_cap,
+                             rng=np.random.default_rng(draw_seq))
+        log.info("drew %d pixels: %s", len(picked),
+                 picked.groupby("class").size().to_dict())
+        return _write_samples(out, tiles, picked, split_of, class_names, years, span, attrs={
+            "seed": int(seed), "class_field": class_field, "id_field": id_field,
+            "per_class": int(per_class), "per_parcel_cap": int(per_parcel_cap),
+            "erosion_px": int(erosion_px), "split_fractions": json.dumps(split_fractions),
+            "inputs": json.dumps(inputs, default=str), "span": span.to_attr()})
+    finally:
+        for ds in opened:
+            ds.close()
 
 
 def _definitions(tiles: dict) -> SensorRegistry:
@@ -312,17 +321,17 @@ def _in_span(series: np.ndarray, pix: np.ndarray, times: np.ndarray, start: np.n
 def _truth(truth: np.ndarray | None, path: Path, sel: np.ndarray, rows: np.ndarray,
            cols: np.ndarray, times: np.ndarray, s2: np.ndarray) -> np.ndarray:
     """Fill the truth series (npix, time_S2, band) of one tile's pixels (dates matched)."""
-    ds = open_cube(path)
-    if ds.sizes["band"] != s2.shape[2]:
-        raise InputError(f"truth cube has {ds.sizes['band']} bands, the S2 cubes "
-                         f"{s2.shape[2]}", file=path, field="band",
-                         fix="regenerate the truth cube with the S2 bands")
-    truth = np.full_like(s2, np.nan) if truth is None else truth
-    pos = np.searchsorted(times, ds["time"].values)
-    pos = np.clip(pos, 0, len(times) - 1)
-    match = times[pos] == ds["time"].values
-    if not match.all():
-        log.warning("%s: %d truth dates not in the S2 cubes, ignored", path, (~match).sum())
-    full = pixel_series(ds, None, rows, cols, "truth")
+    with open_cube(path) as ds:
+        if ds.sizes["band"] != s2.shape[2]:
+            raise InputError(f"truth cube has {ds.sizes['band']} bands, the S2 cubes "
+                             f"{s2.shape[2]}", file=path, field="band",
+                             fix="regenerate the truth cube with the S2 bands")
+        truth = np.full_like(s2, np.nan) if truth is None else truth
+        pos = np.clip(np.searchsorted(times, ds["time"].values), 0, len(times) - 1)
+        match = times[pos] == ds["time"].values
+        if not match.all():
+            log.warning("%s: %d truth dates not in the S2 cubes, ignored", path,
+                        (~match).sum())
+        full = pixel_series(ds, None, rows, cols, "truth")
     truth[np.ix_(sel, pos[match])] = full[:, match]
     return truth
