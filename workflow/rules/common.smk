@@ -1,5 +1,6 @@
 # Config validation (schema + defaults) and helpers shared by the rules.
 import json
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -8,9 +9,13 @@ SRC = str(Path(workflow.basedir) / "src")
 if SRC not in sys.path:
     sys.path.insert(0, SRC)
 
-from gpvae.config import validate_config  # noqa: E402
+from gpvae.config import read_yaml, validate_config  # noqa: E402
 from gpvae.io.sensors import sensor_registry  # noqa: E402
 
+for _configfile in workflow.configfiles:
+    read_yaml(
+        _configfile
+    )  # a key given twice (e.g. two sensors of one name) stops here
 validate_config(config)  # the package's schema: the single source of defaults
 REGISTRY = sensor_registry(config["sensors"])  # built-ins + the config's `sensors:`
 
@@ -222,3 +227,145 @@ def sample_spec():
         "id_field": inp["parcels"]["id_field"],
         "sample": config["sample"],
     }
+
+
+# --- report figures (the report_figure rule, workflow/rules/report.smk) ---
+REPORT_CFG = config["report"]
+RP = f"{R}/report"
+#: Embedding sets (contracts 4) and gap-filling predictors (contracts 5) the report compares.
+EMBEDDING_SETS = (["raw_linear"] if RAW_SENSOR else []) + MODELS
+GAPFILL_SETS = MODELS + BASELINES
+METRICS_ALL = f"{R}/metrics/all.csv"
+PIXELS = f"{R}/samples/pixels.nc"
+HIDDEN = f"{R}/gapfill/hidden.nc"
+#: The sensor whose cube the maps show: the gap-filled one.
+MAP_SENSOR = GAPFILL_SENSOR or (SENSORS[0] if SENSORS else "")
+
+
+def report_figure(figure, category, subcategory, inputs, args="", **params):
+    """One report output: ``gpvae figures <figure>`` with ``inputs`` (option -> files; the
+    option is the key with - for _) and extra ``args``, shown under category/subcategory.
+    """
+    return {
+        "figure": figure,
+        "category": category,
+        "subcategory": subcategory,
+        "inputs": inputs,
+        "args": args,
+        **params,
+    }
+
+
+def report_figures():
+    """Every report output under results/report/ (the figure families of the report)."""
+    figures = {
+        "data/timeline.png": report_figure(
+            "timeline",
+            "Data",
+            "Acquisitions",
+            {
+                "cloud_cover": [
+                    f"{R}/masks/{t}/{s}_cloud_cover.csv" for t in TILES for s in SENSORS
+                ]
+            },
+        ),
+        "data/classes.png": report_figure(
+            "classes", "Data", "Samples", {"pixels": PIXELS}
+        ),
+        "training/curves.png": report_figure(
+            "training",
+            "Training",
+            "Curves",
+            {"training": [f"{R}/models/{m}/metrics.csv" for m in MODELS]},
+        ),
+        "cost/cost.html": report_figure(
+            "cost",
+            "Cost",
+            "Per model",
+            {
+                "training": [f"{R}/models/{m}/metrics.csv" for m in MODELS],
+                "metrics": METRICS_ALL,
+                "tile_costs": [
+                    f"{R}/maps/{m}/{t}_cost.json" for m in MAP_MODELS for t in TILES
+                ],
+            },
+        ),
+    }
+    gapfill = {"pixels": PIXELS, "hidden": HIDDEN}
+    gapfill["gapfill"] = [f"{R}/gapfill/{m}.nc" for m in GAPFILL_SETS]
+    band = REPORT_CFG["example_band"]
+    if GAPFILL_SENSOR:
+        figures["gapfill/examples.png"] = report_figure(
+            "examples",
+            "Gap filling",
+            "Examples",
+            gapfill,
+            f"--examples {REPORT_CFG['example_pixels']} --seed {REPORT_CFG['seed']}"
+            + (f" --band {band}" if band else ""),
+            band=band or "",
+        )
+        figures["gapfill/calibration.png"] = report_figure(
+            "calibration", "Gap filling", "Calibration", gapfill
+        )
+        figures["gapfill/metrics.png"] = report_figure(
+            "gapfill_metrics", "Gap filling", "Metrics", {"metrics": METRICS_ALL}
+        )
+    if CLASSIFY:
+        figures["classification/embeddings.png"] = report_figure(
+            "embeddings",
+            "Classification",
+            "Embeddings",
+            {
+                "pixels": PIXELS,
+                "embeddings": [f"{R}/embeddings/{m}.nc" for m in EMBEDDING_SETS],
+            },
+            f"--max-points {REPORT_CFG['embedding_points']} --seed {REPORT_CFG['seed']}",
+        )
+        figures["classification/metrics.png"] = report_figure(
+            "classification_metrics",
+            "Classification",
+            "Metrics",
+            {"metrics": METRICS_ALL},
+        )
+        figures["classification/label_efficiency.png"] = report_figure(
+            "label_efficiency",
+            "Classification",
+            "Label efficiency",
+            {"metrics": METRICS_ALL},
+        )
+        figures["classification/confusion.png"] = report_figure(
+            "confusion",
+            "Classification",
+            "Confusion matrices",
+            {"confusion": [f"{R}/metrics/confusion_{m}.csv" for m in EMBEDDING_SETS]},
+            f"--protocol {REPORT_CFG['confusion_protocol']}",
+        )
+    for t in TILES if MAP_MODELS else []:
+        figures[f"maps/{t}.png"] = report_figure(
+            "maps",
+            "Maps",
+            t,
+            {
+                "cube": cube(t, MAP_SENSOR),
+                "mask": mask(t, MAP_SENSOR),
+                "maps": [f"{R}/maps/{m}/{t}.nc" for m in MAP_MODELS],
+            },
+            f"--tile {t}",
+            tile=t,
+        )
+    return figures
+
+
+REPORT_FIGURES = report_figures()
+
+
+def figure_args(wildcards):
+    """The `gpvae figures` options of one output: its inputs and extra arguments."""
+    spec = REPORT_FIGURES[wildcards.path]
+    opts = []
+    for key, files in spec["inputs"].items():
+        files = [files] if isinstance(files, str) else files
+        opts.append(
+            f"--{key.replace('_', '-')} " + " ".join(shlex.quote(f) for f in files)
+        )
+    return " ".join(opts + [spec["args"]])
