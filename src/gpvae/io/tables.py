@@ -21,34 +21,52 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from gpvae.errors import InputError
-from gpvae.io.bands import SENSOR_BANDS
+from gpvae.io.bands import SENSOR_BANDS, SENSOR_RADIOMETRY
+from gpvae.io.failures import reading
 from gpvae.io.pixels import write_pixels
+from gpvae.io.radiometry import REFLECTANCE, check_reflectance
 from gpvae.io.sar import sar_to_linear
+from gpvae.io.table_cells import dates, integers, is_csv, numbers, required, splits
 from gpvae.preprocess.split import split_parcels
+from gpvae.preprocess.split_check import check_coverage
 
 log = logging.getLogger(__name__)
 
 LAYOUTS = ("wide", "long")
 
 
-def read_table(src: Path) -> pd.DataFrame:
-    """A parquet or CSV table."""
+def read_table(src: Path, columns: list[str] | None = None, *,
+               header_only: bool = False) -> pd.DataFrame:
+    """A parquet or CSV table (only ``columns`` when given; no rows with ``header_only``)."""
     src = Path(src)
     if not src.is_file():
         raise InputError("sample table not found", file=src, field="inputs.table.path",
                          fix="point inputs.table.path at a .parquet or .csv file")
-    if src.suffix.lower() in (".parquet", ".pq"):
-        return pd.read_parquet(src)
-    if src.suffix.lower() in (".csv", ".txt") or src.name.endswith(".csv.gz"):
-        return pd.read_csv(src)
-    raise InputError(f"unknown table format {src.suffix!r}", file=src,
-                     field="inputs.table.path", fix="give a .parquet or .csv file")
+    parquet = src.suffix.lower() in (".parquet", ".pq")
+    if not parquet and not is_csv(src):
+        raise InputError(f"unknown table format {src.suffix!r}", file=src,
+                         field="inputs.table.path", fix="give a .parquet or .csv file")
+    with reading(src, what="parquet table" if parquet else "CSV table",
+                 field="inputs.table.path"):
+        if header_only:
+            df = (pd.DataFrame(columns=pq.read_schema(src).names) if parquet
+                  else pd.read_csv(src, nrows=0))
+        else:
+            df = (pd.read_parquet(src, columns=columns) if parquet
+                  else pd.read_csv(src, usecols=columns))
+    if df.empty and not header_only:
+        raise InputError(f"the table has no rows (columns: {list(map(str, df.columns))[:10]})",
+                         file=src, field="inputs.table.path",
+                         fix="export the samples into the table (a header alone is empty)")
+    return df
 
 
 def column(df: pd.DataFrame, columns: dict, role: str, *, file: object,
@@ -86,7 +104,7 @@ def decode_values(raw: np.ndarray, sensor: str, encoding: dict | None, *,
                   file: object = None, field: str | None = None) -> np.ndarray:
     """Physical values (reflectance, linear sigma0) of raw table values; NaN = missing."""
     enc = dict(encoding or {})
-    v = np.asarray(raw, dtype=np.float64)
+    v = numbers(raw, file=file, column=str(field))
     nodata = enc.get("nodata", [])
     v = np.where(np.isin(v, np.atleast_1d(nodata)) if len(np.atleast_1d(nodata)) else False,
                  np.nan, v)
@@ -118,6 +136,54 @@ def wide_series(df: pd.DataFrame, sensor: str, pattern: str, origin: np.ndarray,
     return steps, found
 
 
+def checked_roles(df: pd.DataFrame, columns: dict, *, file: object) -> pd.DataFrame:
+    """The table with its per-sample role columns parsed strictly (InputError naming row and
+    column of a bad cell): label, ids, tile, region and x/y on every row, x/y numbers, year
+    whole numbers, split names.
+    """
+    df = df.copy()
+
+    def present(role: str) -> Callable[[pd.Series, str], object]:
+        return lambda s, c: required(s, file=file, column=c, role=role)
+
+    def coordinate(s: pd.Series, c: str) -> np.ndarray:
+        return numbers(required(s, file=file, column=c, role="coordinate"), file=file,
+                       column=c)
+
+    parsers = {role: present(role) for role in ("label", "sample_id", "parcel_id", "tile",
+                                                 "region")}
+    parsers |= {"x": coordinate, "y": coordinate,
+                "year": lambda s, c: integers(s, file=file, column=c, role="year"),
+                "split": lambda s, c: splits(s, file=file, column=c)}
+    for role, parse in parsers.items():
+        series = column(df, columns, role, file=file, required=False)
+        if series is not None:
+            df[columns[role]] = np.asarray(parse(series, columns[role]))
+    return df
+
+
+def time_origins(rows: pd.DataFrame, time_origin: str, *, file: object) -> np.ndarray:
+    """Date of step 0 of each row: a column of dates, or one date for all rows."""
+    if time_origin in rows.columns:
+        return dates(rows[time_origin], file=file, column=time_origin)
+    try:
+        origin = pd.Timestamp(str(time_origin))
+    except ValueError as err:
+        raise InputError(f"time_origin {time_origin!r} is neither a column nor a date",
+                         file=file, field="inputs.table.time_origin",
+                         fix="give the date of step 0 (YYYY-MM-DD) or the name of a column "
+                             "of dates") from err
+    return np.full(len(rows), np.datetime64(origin.tz_localize(None), "ns"))
+
+
+def checked_optical(values: np.ndarray, sensor: str, *, file: object) -> np.ndarray:
+    """``values`` of an optical sensor, after checking they look like reflectance."""
+    if SENSOR_RADIOMETRY.get(sensor) == REFLECTANCE:
+        check_reflectance(values, reader="table", file=file,
+                          field=f"inputs.table.encoding.{sensor}.scale", what=sensor)
+    return values
+
+
 def table_arrays(df: pd.DataFrame, *, layout: str, columns: dict, encoding: dict,
                  time_origin: str | None, time_step: str, file: object
                  ) -> tuple[pd.DataFrame, dict, dict, dict]:
@@ -136,8 +202,7 @@ def table_arrays(df: pd.DataFrame, *, layout: str, columns: dict, encoding: dict
         if time_origin is None:
             raise InputError("a wide table needs time_origin", file=file, field="time_origin",
                              fix="give the date of step 0 or the column holding it")
-        origin = (pd.to_datetime(rows[time_origin]) if time_origin in rows.columns else
-                  pd.Series(pd.Timestamp(time_origin), index=rows.index)).to_numpy()
+        origin = time_origins(rows, time_origin, file=file)
         for sensor, pattern in band_map.items():
             steps, found = wide_series(rows, sensor, pattern, origin, time_step, file=file)
             bands[sensor] = [b for b in SENSOR_BANDS[sensor] if b in found]
@@ -153,10 +218,10 @@ def table_arrays(df: pd.DataFrame, *, layout: str, columns: dict, encoding: dict
                         out[np.arange(len(rows)), pos[:, j], k] = decode_values(
                             rows[col].to_numpy(), sensor, encoding.get(sensor), file=file,
                             field=col)
-            values[sensor] = out
+            values[sensor] = checked_optical(out, sensor, file=file)
         return rows, values, times, bands
     sid = column(df, columns, "sample_id", file=file)
-    when = pd.to_datetime(column(df, columns, "time", file=file)).to_numpy()
+    when = dates(column(df, columns, "time", file=file), file=file, column=columns["time"])
     codes, uniques = pd.factorize(sid, sort=False)
     rows = df.groupby(codes, sort=True).first().reset_index(drop=True)
     for sensor, cols in band_map.items():
@@ -177,7 +242,7 @@ def table_arrays(df: pd.DataFrame, *, layout: str, columns: dict, encoding: dict
                                  fix="map the band to an existing column")
             out[codes, pos, k] = decode_values(df[name].to_numpy(), sensor,
                                                encoding.get(sensor), file=file, field=name)
-        values[sensor] = out
+        values[sensor] = checked_optical(out, sensor, file=file)
     return rows, values, times, bands
 
 
@@ -197,7 +262,7 @@ def table_to_pixels(src: Path, out: Path, *, layout: str, columns: dict,
     if layout not in LAYOUTS:
         raise InputError(f"unknown table layout {layout!r}", file=src, field="layout",
                          fix="use wide or long")
-    df = read_table(src)
+    df = checked_roles(read_table(src), columns, file=src)
     rows, values, times, bands = table_arrays(df, layout=layout, columns=columns,
                                               encoding=encoding or {},
                                               time_origin=time_origin, time_step=time_step,
@@ -211,6 +276,12 @@ def table_to_pixels(src: Path, out: Path, *, layout: str, columns: dict,
                          f"in classes: {unknown[:10]}", file=src,
                          field=f"columns.label ({columns.get('label')})",
                          fix="add them to classes, or filter the table first")
+    absent = [c for c in class_names if c not in set(raw_label)]
+    if absent:
+        raise InputError(f"sample.classes lists classes with no sample in the table: "
+                         f"{absent[:10]} (labels there: {sorted(set(raw_label))[:20]})",
+                         file=src, field="sample.classes",
+                         fix="correct the spelling, or remove them from sample.classes")
     label = np.array([class_names.index(c) for c in raw_label], np.int16)
     pid = column(rows, columns, "parcel_id", file=src, required=False)
     if pid is None:
@@ -225,6 +296,8 @@ def table_to_pixels(src: Path, out: Path, *, layout: str, columns: dict,
         split = np.array([split_of[int(p)] for p in parcel_id])
     else:
         split = split_col.astype(str).to_numpy()
+    check_coverage(class_names, label, split, split_fractions if split_col is None else None,
+                   file=src)
     year_col = column(rows, columns, "year", file=src, required=False)
     if year_col is not None:
         year = year_col.to_numpy().astype(np.int16)
@@ -249,7 +322,10 @@ def table_to_pixels(src: Path, out: Path, *, layout: str, columns: dict,
         "region": tile if region is None else region.astype(str).to_numpy(), "year": year}
     empty = [s for s in values if not np.isfinite(values[s]).any()]
     if empty:
-        log.warning("%s: no valid value for sensors %s", src, empty)
+        raise InputError(f"no valid value for sensors {empty} in any row", file=src,
+                         field=f"columns.bands.{empty[0]}",
+                         fix="check the band columns, encoding.<sensor>.nodata and, with "
+                             "clip_to_year, that the dates fall in each sample's year")
     log.info("%s: %d samples, sensors %s, classes %s", src, n, list(values), class_names)
     return write_pixels(out, values=values, times=times, bands=bands, samples=samples,
                         class_names=class_names, attrs={
