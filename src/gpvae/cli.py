@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from gpvae.errors import InputError
+from gpvae.io.failures import no_space_errno
 
 log = logging.getLogger("gpvae")
 
@@ -17,7 +18,10 @@ log = logging.getLogger("gpvae")
 def _json(text: str) -> object:
     """Parse a JSON argument (or `@file.json`)."""
     if text.startswith("@"):
-        text = Path(text[1:]).read_text()
+        try:
+            text = Path(text[1:]).read_text()
+        except OSError as exc:
+            raise argparse.ArgumentTypeError(f"cannot read {text[1:]} ({exc})") from exc
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
@@ -90,9 +94,18 @@ def _ref_days(a: argparse.Namespace):
     return np.arange(a.ref_start, a.ref_end + 1e-9, a.ref_step, dtype=np.float64)
 
 
+def _check_model(a: argparse.Namespace) -> None:
+    """With --model and --model-config: the checkpoint must be that model's (fingerprint)."""
+    if a.checkpoint and a.model is not None:
+        from gpvae.train.checkpoint import check_fingerprint
+
+        check_fingerprint(Path(a.checkpoint), a.model, a.model_config or {})
+
+
 def _cmd_embed(a: argparse.Namespace) -> None:
     from gpvae.evaluate.embed import embed_pixels, embed_raw_linear
 
+    _check_model(a)
     if a.checkpoint:
         embed_pixels(Path(a.pixels), Path(a.checkpoint), Path(a.out), ref_days=_ref_days(a),
                      device=a.device, batch_size=a.batch_size)
@@ -110,6 +123,7 @@ def _cmd_hide(a: argparse.Namespace) -> None:
 def _cmd_gapfill(a: argparse.Namespace) -> None:
     from gpvae.evaluate.gapfill import gapfill_baseline, gapfill_model
 
+    _check_model(a)
     if a.checkpoint:
         gapfill_model(Path(a.pixels), Path(a.hidden), Path(a.checkpoint), Path(a.out),
                       Path(a.table), device=a.device)
@@ -129,6 +143,7 @@ def _cmd_classify(a: argparse.Namespace) -> None:
 def _cmd_predict_tile(a: argparse.Namespace) -> None:
     from gpvae.evaluate.tile import predict_tile
 
+    _check_model(a)
     spec = a.inputs
     predict_tile({k: Path(v) for k, v in spec["cubes"].items()},
                  {k: Path(v) for k, v in spec["masks"].items()}, Path(a.checkpoint),
@@ -147,6 +162,13 @@ def _add_ref_days(s: argparse.ArgumentParser) -> None:
     s.add_argument("--ref-start", type=float, default=0.0, help="first reference day")
     s.add_argument("--ref-end", type=float, default=365.0, help="last reference day")
     s.add_argument("--ref-step", type=float, default=10.0, help="days between reference dates")
+
+
+def _add_model_check(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--model", default=None,
+                   help="name of the model the checkpoint must belong to (with --model-config)")
+    s.add_argument("--model-config", type=_json, default=None,
+                   help="its settings, JSON: a checkpoint trained otherwise is refused")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -218,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto")
     s.add_argument("--batch-size", type=int, default=512)
     _add_ref_days(s)
+    _add_model_check(s)
     s.set_defaults(func=_cmd_embed)
 
     s = sub.add_parser("hide", help="the gap-filling protocol: which S2 values to hide")
@@ -238,6 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="predictions (netCDF)")
     s.add_argument("--table", required=True, help="tidy metrics (CSV)")
     s.add_argument("--device", default="auto")
+    _add_model_check(s)
     s.set_defaults(func=_cmd_gapfill)
 
     s = sub.add_parser("classify", help="downstream classification from frozen embeddings")
@@ -267,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="latent samples decoded for the gap-filled S2 mean and std")
     s.add_argument("--device", default="auto")
     _add_ref_days(s)
+    _add_model_check(s)
     s.set_defaults(func=_cmd_predict_tile)
 
     s = sub.add_parser("metrics", help="merge tidy metrics into all.csv + summaries")
@@ -290,10 +315,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         func(args)
     except InputError as exc:
-        log.error("%s", exc)
-        print(f"gpvae {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(args.command, exc)
+    except OSError as exc:
+        if not no_space_errno(exc):
+            raise
+        return _fail(args.command, InputError(f"out of disk space ({exc})", field="disk space",
+                                              fix="free space on the disk, then rerun"))
     return 0
+
+
+def _fail(command: str, exc: InputError) -> int:
+    """Report a bad-input error (log and stderr, one message, no traceback): exit code 2."""
+    log.error("%s", exc)
+    print(f"gpvae {command}: error: {exc}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ rule predict_tile:
         batch=PREDICT["batch_size"],
         samples=PREDICT["num_samples"],
         device=config["device"],
+        check=lambda w: model_check(w.model),
     message:
         "Mapping tile {wildcards.tile} with model {wildcards.model}"
     shell:
@@ -38,5 +39,5 @@ rule predict_tile:
         "--inputs {params.inputs:q} --checkpoint {input.model:q} "
         "--classifier {input.classifier:q} --out {output.nc:q} {params.ref} {params.year} "
         "--chunk-px {params.chunk} --batch-size {params.batch} --num-samples {params.samples} "
-        "--device {params.device} "
+        "--device {params.device} {params.check} "
         "> {log} 2>&1"
