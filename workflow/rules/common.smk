@@ -1,4 +1,4 @@
-# Config validation (schema + defaults) and helpers shared by the rules.
+# Config loading and validation (schema, start-up checks) and helpers shared by the rules.
 import json
 import shlex
 import sys
@@ -8,11 +8,43 @@ SRC = str(Path(workflow.basedir) / "src")
 if SRC not in sys.path:
     sys.path.insert(0, SRC)
 
-from gpvae.config import validate_config  # noqa: E402
+from gpvae.config import read_yaml, validate_config  # noqa: E402
+from gpvae.errors import InputError  # noqa: E402
+from gpvae.joblogs import failed_logs_from_snakemake_log, failure_report  # noqa: E402
+from gpvae.validate import startup_checks  # noqa: E402
 
-validate_config(
-    config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
-)
+
+def stop(err):
+    """Stop at start-up with the project's message (file, field, fix), no traceback."""
+    sys.exit(f"gpvae: error: {err}")
+
+
+def config_source():
+    """Where the config came from: its files and the command line's --config."""
+    files = [str(f) for f in workflow.configfiles] or ["(no config file)"]
+    extra = " + --config on the command line" if workflow.config_settings.config else ""
+    return ", ".join(files) + extra
+
+
+DEFAULT_CONFIG = "config/config.yaml"
+# Without --configfile: the demo config, with --config KEY=VALUE applied on top of it.
+if not workflow.overwrite_configfiles:
+    try:
+        read_yaml(DEFAULT_CONFIG)  # a clear message (file, line) for a broken default
+    except InputError as err:
+        stop(err)
+
+    configfile: DEFAULT_CONFIG
+
+
+try:
+    validate_config(
+        config,
+        Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml",
+        source=config_source(),
+    )
+except InputError as err:
+    stop(err)
 
 R = config["results"]
 TILES = config["tiles"]
@@ -22,28 +54,26 @@ ENV = "../../envs/gpvae.yaml"
 # Machines with only `python3` (no `python` command) get a fallback.
 shell.prefix(
     f"set -euo pipefail; export PYTHONPATH={SRC}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
-    "command -v python >/dev/null || python() {{ python3 \"$@\"; }}; "
+    'command -v python >/dev/null || python() {{ python3 "$@"; }}; '
 )
 
 INPUTS = config["inputs"]
 TABLE = INPUTS.get("table")  # a sample table replaces extract/mask/sample
-if not TABLE and not (INPUTS.get("S2") and INPUTS.get("parcels") and TILES):
-    raise ValueError(
-        "config: give either inputs.table, or tiles + inputs.S2 + inputs.parcels. "
-        "Fix: see config/examples/."
-    )
 S1_CFG = INPUTS.get("S1") or {}
 SENSORS = ["S2"] + [f"S1_{o}" for o in S1_CFG.get("orbits", [])]
 if TABLE:
     SENSORS = list(TABLE["columns"].get("bands", {}) or ["S2"])
     TILES = []
 MODELS = list(config["models"])
-RESERVED = {"linear", "gp", "raw_linear"}
-if RESERVED & set(MODELS):
-    raise ValueError(
-        f"config: models.{sorted(RESERVED & set(MODELS))[0]}: this name is reserved for a "
-        "baseline. Fix: rename the model."
-    )
+# Start-up checks of the config against the inputs' metadata (gpvae.validate).
+try:
+    for warning in startup_checks(
+        config, sensors=SENSORS, tiles=TILES, source=config_source()
+    ):
+        if workflow.is_main_process:
+            print(f"gpvae: warning: {warning}", file=sys.stderr)
+except InputError as err:
+    stop(err)
 BASELINES = config["gapfill"]["baselines"]
 FEATURES = MODELS + ["raw_linear"]  # embedding sets the classifiers compare
 PREDICT = config["predict"]
@@ -184,3 +214,28 @@ def sample_spec():
         "id_field": inp["parcels"]["id_field"],
         "sample": config["sample"],
     }
+
+
+def model_check(model):
+    """Options that make a stage refuse a checkpoint not trained for this model's settings."""
+    cfg = json.dumps(config["models"][model], sort_keys=True)
+    return f"--model {model} --model-config {shlex.quote(cfg)}"
+
+
+def job_name(job):
+    """A job as `rule (wildcard=value, ...)`."""
+    wildcards = ", ".join(f"{k}={v}" for k, v in dict(job.wildcards_dict).items())
+    return f"{job.rule.name} ({wildcards})" if wildcards else job.rule.name
+
+
+def report_failed_jobs(snakemake_log):
+    """On failure: print each failed job's own error (its log's last message) on stderr."""
+    jobs = getattr(getattr(workflow, "scheduler", None), "failed", None)
+    failed = (
+        [(job_name(job), [str(f) for f in job.log]) for job in jobs]
+        if jobs
+        else failed_logs_from_snakemake_log(snakemake_log)
+    )
+    text = failure_report(failed)
+    if text:
+        print(text, file=sys.stderr)
