@@ -253,6 +253,7 @@ def check_classes(cfg: dict, f: Findings, parcels_per_class: dict[str, int],
             f.add(f"sample.classes lists classes the inputs do not hold: {absent} (classes "
                   f"there: {sorted(parcels_per_class)[:20]})", "sample.classes",
                   f"correct the spelling (values of {classes_field}) or remove them", source)
+            return
         parcels_per_class = {c: n for c, n in parcels_per_class.items() if c in wanted}
     if not parcels_per_class:
         return
@@ -400,11 +401,11 @@ def startup_checks(cfg: dict, *, sensors: list[str], tiles: list[str],
     check_models(cfg, f, sensors, tb)
     check_protocols(cfg, f, tiles)
     check_parcels(cfg, f, tiles)
+    for p in f.problems:
+        p.file = p.file or source
     if len(f.problems) == 1:
-        p = f.problems[0]
-        raise InputError(p.what, file=p.file or source, field=p.field, fix=p.fix)
+        raise f.problems[0].error()
     if f.problems:
         lines = "\n  - ".join(str(p.error()) for p in f.problems)
-        raise InputError(f"{len(f.problems)} problems in the configuration:\n  - {lines}",
-                         file=source)
+        raise InputError(f"{len(f.problems)} problems in the configuration:\n  - {lines}")
     return f.warnings

@@ -11,7 +11,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from gpvae.io.failures import out_of_space, out_of_space_error
+from gpvae.io.failures import free_bytes, out_of_space, out_of_space_error
 
 
 def _tag() -> str:
@@ -87,11 +87,12 @@ def atomic_path(target: str | os.PathLike, *, directory: bool = False) -> Iterat
             shutil.rmtree(target)
         os.replace(tmp, target)
     except BaseException as err:
-        no_space = out_of_space(err, target.parent)  # before the temporary frees its space
+        # Before the temporary is removed (and frees its space).
+        no_space, free = out_of_space(err, target.parent), free_bytes(target.parent)
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
         elif tmp.exists():
             tmp.unlink()
         if no_space:
-            raise out_of_space_error(err, target) from err
+            raise out_of_space_error(err, target, free) from err
         raise

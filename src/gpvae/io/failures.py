@@ -106,9 +106,11 @@ def out_of_space(err: BaseException, where: str | os.PathLike) -> bool:
     return free is not None and free < LOW_SPACE_BYTES
 
 
-def out_of_space_error(err: BaseException, target: str | os.PathLike) -> InputError:
-    """The InputError saying a write of ``target`` ran out of disk space."""
-    free = free_bytes(target)
+def out_of_space_error(err: BaseException, target: str | os.PathLike,
+                       free: int | None = None) -> InputError:
+    """The InputError saying a write of ``target`` ran out of disk space (``free``: bytes
+    free when it failed)."""
+    free = free_bytes(target) if free is None else free
     left = "" if free is None else f", {free / 2**20:.1f} MiB free"
     return InputError(f"out of disk space while writing ({short(err, 160)}{left})",
                       file=target, field="disk space",

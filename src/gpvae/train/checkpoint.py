@@ -96,7 +96,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
                          fix="train the model first (gpvae train)") from err
     except Exception as err:  # torch raises many types for truncated/garbage files
         raise InputError(f"checkpoint is corrupted or not a gpvae checkpoint ({err})",
-                         file=path, fix="delete it and train again") from err
+                         file=path, field="format", fix="delete it and train again") from err
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise InputError("file is not a gpvae checkpoint", file=path, field="format",
                          fix="delete it and train again")
