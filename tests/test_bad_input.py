@@ -448,6 +448,19 @@ def test_wide_table_origin(tmp_path: Path, capsys, origin, edit, what, field) ->
     nothing_written(out)
 
 
+def test_csv_with_semicolons(tmp_path: Path, capsys) -> None:
+    src = tmp_path / "samples.csv"
+    long_table().to_csv(src, index=False, sep=";")
+    full = {"table": {"path": str(src), "layout": "long", "columns": LONG},
+            "sample": {"split": SPLIT, "seed": 0}}
+    out = tmp_path / "pixels.nc"
+    err = cli(capsys, "table", "--spec", json.dumps(full), "--out", out)
+    assert "(label) not in the table" in err
+    names(err.split("error: ", 1)[1], file="samples.csv", field="columns.label",
+          fix="save it with commas")
+    nothing_written(out)
+
+
 def test_table_that_is_not_parquet(tmp_path: Path, capsys) -> None:
     src = tmp_path / "samples.parquet"
     src.write_bytes(b"PAR1 but then nothing useful")
@@ -748,10 +761,12 @@ def startup(cfg: dict, sensors: tuple[str, ...] = ("S2",)) -> list[str]:
      "config.yaml", "extract.aoi", "xmin < xmax"),
     ({"report.confusion_protocol": "region", "downstream.protocols": ["parcel"]}, "not run",
      "config.yaml", "report.confusion_protocol", "downstream.protocols"),
+    ({"report.example_band": "B11"}, "not an S2 band of the inputs", "config.yaml",
+     "report.example_band", "B04"),
 ], ids=["model-band-not-provided", "reserved-model-name", "unknown-predict-model",
         "val-fraction-zero", "region-of-unknown-tile", "generic-without-bands",
         "missing-input-path", "unknown-sample-class", "aoi-reversed",
-        "confusion-protocol-not-run"])
+        "confusion-protocol-not-run", "report-band-not-provided"])
 def test_start_up_checks(real_inputs: Path, monkeypatch, changes, what, file, field,
                          fix) -> None:
     monkeypatch.chdir(real_inputs)

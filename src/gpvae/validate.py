@@ -121,8 +121,9 @@ def provided_bands(cfg: dict, sensor: str, table_bands: dict[str, list[str]] | N
         return table_bands.get(sensor)
     inputs = cfg["inputs"]
     section = (inputs.get("S2") if sensor == "S2" else inputs.get("S1")) or {}
-    if section.get("format") == "generic":
-        return [b for b in SENSOR_BANDS.get(sensor, []) if b in (section.get("bands") or {})]
+    if section.get("format") == "generic":  # no mapping: reported by check_inputs
+        mapping = section.get("bands")
+        return [b for b in SENSOR_BANDS.get(sensor, []) if b in mapping] if mapping else None
     chosen = cfg.get("extract", {}).get("bands") if sensor == "S2" else None
     return list(chosen or SENSOR_BANDS.get(sensor, []))
 
@@ -217,8 +218,10 @@ def check_ranges(cfg: dict, f: Findings) -> None:
               "give the shorter length first")
 
 
-def check_protocols(cfg: dict, f: Findings, tiles: list[str]) -> None:
-    """Protocols that cannot run on these inputs (warnings: they are skipped)."""
+def check_protocols(cfg: dict, f: Findings, tiles: list[str], sensors: list[str],
+                    table_bands: dict[str, list[str]] | None) -> None:
+    """Protocols that cannot run on these inputs (warnings: they are skipped); what the
+    report is asked to show (problems)."""
     if not cfg.get("models"):
         return
     protocols = cfg.get("downstream", {}).get("protocols", [])
@@ -234,6 +237,11 @@ def check_protocols(cfg: dict, f: Findings, tiles: list[str]) -> None:
                           "be skipped. Fix: sample two years, or drop it from "
                           "downstream.protocols")
     report = cfg.get("report") or {}
+    band = report.get("example_band", "B08")
+    have = provided_bands(cfg, "S2", table_bands) if "S2" in sensors else None
+    if have is not None and band not in have:
+        f.add(f"report.example_band {band} is not an S2 band of the inputs ({have})",
+              "report.example_band", f"use one of {have}")
     if report.get("confusion_protocol", "parcel") not in protocols:
         f.add(f"report.confusion_protocol {report.get('confusion_protocol')!r} is not run",
               "report.confusion_protocol", f"use one of downstream.protocols {protocols}")
@@ -355,7 +363,7 @@ def check_table(cfg: dict, f: Findings) -> dict[str, list[str]] | None:
         elif name not in header:
             f.add(f"column {name!r} ({role}) is not in the table (columns: {header[:15]}"
                   f"{'...' if len(header) > 15 else ''})", f"inputs.table.columns.{role}",
-                  "use a column name of the table", src)
+                  f"{table_cells.separator_hint(header)}use a column name of the table", src)
     origin = table.get("time_origin")
     if table["layout"] == "wide" and origin is not None and origin not in header:
         _date(origin, "inputs.table.time_origin", f)
@@ -399,7 +407,7 @@ def startup_checks(cfg: dict, *, sensors: list[str], tiles: list[str],
     check_ranges(cfg, f)
     tb = check_table(cfg, f)
     check_models(cfg, f, sensors, tb)
-    check_protocols(cfg, f, tiles)
+    check_protocols(cfg, f, tiles, sensors, tb)
     check_parcels(cfg, f, tiles)
     for p in f.problems:
         p.file = p.file or source

@@ -114,3 +114,11 @@ def splits(raw: object, *, file: object, column: str) -> np.ndarray:
                          field=column, fix="rename the values to train, val and test (or "
                          "drop columns.split to split by sample.split fractions)")
     return s.to_numpy(str)
+
+
+def separator_hint(columns: object) -> str:
+    """A fix for a CSV read with the wrong separator: a single column holding ';' or tabs."""
+    cols = [str(c) for c in columns]
+    if len(cols) == 1 and any(sep in cols[0] for sep in (";", "\t", "|")):
+        return "the file seems to use ';' (or tabs) between values: save it with commas. "
+    return ""

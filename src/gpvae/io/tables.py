@@ -34,7 +34,15 @@ from gpvae.io.failures import reading
 from gpvae.io.pixels import write_pixels
 from gpvae.io.radiometry import REFLECTANCE, check_reflectance
 from gpvae.io.sar import sar_to_linear
-from gpvae.io.table_cells import dates, integers, is_csv, numbers, required, splits
+from gpvae.io.table_cells import (
+    dates,
+    integers,
+    is_csv,
+    numbers,
+    required,
+    separator_hint,
+    splits,
+)
 from gpvae.preprocess.split import split_parcels
 from gpvae.preprocess.split_check import check_coverage
 
@@ -81,7 +89,8 @@ def column(df: pd.DataFrame, columns: dict, role: str, *, file: object,
     if name not in df.columns:
         raise InputError(f"column {name!r} ({role}) not in the table", file=file,
                          field=f"columns.{role}",
-                         fix=f"columns there: {', '.join(map(str, df.columns[:20]))}...")
+                         fix=f"{separator_hint(df.columns)}columns there: "
+                             f"{', '.join(map(str, df.columns[:20]))}...")
     return df[name]
 
 
