@@ -731,6 +731,33 @@ def test_config_stops_at_start_up(real_inputs: Path, tmp_path: Path, cfg, args, 
     names(message, file=file, field=field, fix=fix)
 
 
+@pytest.mark.parametrize("text, what, field, fix", [
+    (None, "config file not found", "", "--configfile"),
+    ("inputs:\n\tS2: {path: x}\n", "not valid YAML at line 2, column 1", "line 2",
+     "no tabs"),
+    ("- a\n- b\n", "not a mapping of keys", "<top level>", "key: value"),
+    ("inputs: {table: {path: data/none.csv, columns: {}}}\nsample: {per_clas: 3}\n",
+     "unknown key sample.per_clas", "", "spelling"),
+], ids=["check-config-missing-file", "check-config-tab", "check-config-list",
+        "check-config-unknown-key"])
+def test_check_config(tmp_path: Path, capsys, text, what, field, fix) -> None:
+    """`gpvae check-config` names what Snakemake cannot for a --configfile."""
+    path = tmp_path / "mine.yaml"
+    if text is not None:
+        path.write_text(text)
+    err = cli(capsys, "check-config", path)
+    assert what in err
+    names(err.split("error: ", 1)[1].replace("\n", " "), file="mine.yaml", field=field,
+          fix=fix)
+
+
+def test_check_config_accepts_a_good_file(real_inputs: Path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(real_inputs)
+    Path("ok.yaml").write_text(yaml.safe_dump(real_config()))
+    assert main(["check-config", "ok.yaml"]) == 0
+    assert "ok.yaml: valid" in capsys.readouterr().out
+
+
 def startup(cfg: dict, sensors: tuple[str, ...] = ("S2",)) -> list[str]:
     from gpvae.config import validate_config
     from gpvae.validate import startup_checks

@@ -12,8 +12,6 @@ from pathlib import Path
 from gpvae.errors import InputError
 from gpvae.io.failures import no_space_errno
 
-log = logging.getLogger("gpvae")
-
 
 def _json(text: str) -> object:
     """Parse a JSON argument (or `@file.json`)."""
@@ -31,6 +29,14 @@ def _json(text: str) -> object:
 def int_or_auto(text: str) -> int | str:
     """An integer, or the word auto."""
     return "auto" if text == "auto" else int(text)
+
+
+def _cmd_check_config(a: argparse.Namespace) -> None:
+    from gpvae.validate import check_config_file
+
+    for warning in check_config_file(a.config):
+        print(f"gpvae: warning: {warning}", file=sys.stderr)
+    print(f"{a.config}: valid")
 
 
 def _cmd_scene(a: argparse.Namespace) -> None:
@@ -176,6 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gpvae", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("check-config", help="check a config file as the workflow does at "
+                       "start-up (YAML, schema, inputs' metadata), without running anything")
+    s.add_argument("config", help="YAML config file (paths relative to the current folder)")
+    s.set_defaults(func=_cmd_check_config)
 
     s = sub.add_parser("scene", help="simulate one demo tile (Theia L2A + S1Tiling products)")
     s.add_argument("--config", type=_json, default=None, help="scene section as JSON")
@@ -325,8 +336,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _fail(command: str, exc: InputError) -> int:
-    """Report a bad-input error (log and stderr, one message, no traceback): exit code 2."""
-    log.error("%s", exc)
+    """Report a bad-input error on stderr (the job's log), one message, no traceback: exit
+    code 2."""
     print(f"gpvae {command}: error: {exc}", file=sys.stderr)
     return 2
 

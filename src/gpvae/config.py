@@ -37,23 +37,28 @@ def _key(path: Any) -> str:
     return ".".join(str(p) for p in path) or "<top level>"
 
 
-def _describe(err: jsonschema.ValidationError, source: str) -> str:
+def _describe(err: jsonschema.ValidationError, source: str) -> InputError:
+    """One schema error as the project's error: what, the key (field), the fix."""
     key = _key(err.absolute_path)
     if err.validator == "additionalProperties":
         allowed = sorted(err.schema.get("properties", {}))
         extra = sorted(set(err.instance) - set(allowed)) if isinstance(err.instance, dict) else []
         names = ", ".join(f"{key}.{e}" if err.absolute_path else e for e in extra)
-        return (f"{source}: unknown key {names}; allowed keys here: {', '.join(allowed)}. "
-                "Fix: correct the spelling or remove the key.")
+        return InputError(f"unknown key {names}; allowed keys here: {', '.join(allowed)}",
+                          file=source, field=names,
+                          fix="correct the spelling or remove the key")
     if err.validator == "type":
-        return (f"{source}: key '{key}' must be of type {err.validator_value}, got "
-                f"{type(err.instance).__name__} ({err.instance!r}). Fix: change its value.")
-    if err.validator == "required":
-        return f"{source}: {err.message} (in '{key}'). Fix: add the key."
-    if err.validator in ("oneOf", "anyOf") and "description" in err.schema:
-        return (f"{source}: key '{key}' is {err.instance!r}; expected "
-                f"{err.schema['description']}. Fix: change its value.")
-    return f"{source}: key '{key}': {err.message}. Fix: change its value."
+        what = (f"key '{key}' must be of type {err.validator_value}, got "
+                f"{type(err.instance).__name__} ({err.instance!r})")
+        fix = "change its value"
+    elif err.validator == "required":
+        what, fix = f"{err.message} (in '{key}')", "add the key"
+    elif err.validator in ("oneOf", "anyOf") and "description" in err.schema:
+        what = f"key '{key}' is {err.instance!r}; expected {err.schema['description']}"
+        fix = "change its value"
+    else:
+        what, fix = f"key '{key}': {err.message}", "change its value"
+    return InputError(what, file=source, field=key, fix=fix)
 
 
 def _dates_as_text(node: object) -> None:
@@ -106,8 +111,10 @@ def validate_config(cfg: dict, schema_path: str | Path = DEFAULT_SCHEMA,
     _coerce_text(cfg, validator)
     errors = sorted(validator.iter_errors(cfg), key=lambda e: list(e.absolute_path))
     if errors:
-        lines = "\n  - ".join(_describe(e, source) for e in errors)
-        raise InputError(f"invalid configuration:\n  - {lines}", file=source)
+        if len(errors) == 1:
+            raise _describe(errors[0], source)
+        lines = "\n  - ".join(str(_describe(e, source)) for e in errors)
+        raise InputError(f"{len(errors)} problems in the configuration:\n  - {lines}")
     return cfg
 
 

@@ -394,6 +394,24 @@ def check_table(cfg: dict, f: Findings) -> dict[str, list[str]] | None:
     return bands
 
 
+def input_sensors(cfg: dict) -> list[str]:
+    """Sensors the inputs provide: a table's sensors, else S2 and the S1 orbit directions."""
+    table = cfg["inputs"].get("table")
+    if table:
+        return list(table["columns"].get("bands", {}) or ["S2"])
+    return ["S2"] + [f"S1_{o}" for o in (cfg["inputs"].get("S1") or {}).get("orbits", [])]
+
+
+def check_config_file(path: str | Path) -> list[str]:
+    """A config file as the workflow would check it at start-up (YAML, schema, start-up
+    checks, paths relative to the current folder); returns the warnings."""
+    from gpvae.config import load_config
+
+    cfg = load_config(path)
+    tiles = [] if cfg["inputs"].get("table") else cfg["tiles"]
+    return startup_checks(cfg, sensors=input_sensors(cfg), tiles=tiles, source=str(path))
+
+
 def startup_checks(cfg: dict, *, sensors: list[str], tiles: list[str],
                    source: str = "config") -> list[str]:
     """Check a validated config (schema defaults filled) against its inputs' metadata.

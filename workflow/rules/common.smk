@@ -11,7 +11,7 @@ if SRC not in sys.path:
 from gpvae.config import read_yaml, validate_config  # noqa: E402
 from gpvae.errors import InputError  # noqa: E402
 from gpvae.joblogs import failed_logs_from_snakemake_log, failure_report  # noqa: E402
-from gpvae.validate import startup_checks  # noqa: E402
+from gpvae.validate import input_sensors, startup_checks  # noqa: E402
 
 
 def stop(err):
@@ -60,9 +60,8 @@ shell.prefix(
 INPUTS = config["inputs"]
 TABLE = INPUTS.get("table")  # a sample table replaces extract/mask/sample
 S1_CFG = INPUTS.get("S1") or {}
-SENSORS = ["S2"] + [f"S1_{o}" for o in S1_CFG.get("orbits", [])]
+SENSORS = input_sensors(config)
 if TABLE:
-    SENSORS = list(TABLE["columns"].get("bands", {}) or ["S2"])
     TILES = []
 MODELS = list(config["models"])
 # Start-up checks of the config against the inputs' metadata (gpvae.validate).
