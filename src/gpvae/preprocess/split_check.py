@@ -40,8 +40,8 @@ def describe_gaps(gaps: dict[str, list[str]], parcels_per_class: dict[str, int] 
     """One warning per split that lacks classes, naming them (and their parcel counts)."""
     out = []
     for split, classes in gaps.items():
-        named = [f"{c} ({parcels_per_class[c]} parcels)" if parcels_per_class else c
-                 for c in classes[:10]]
+        named = [f"{c} ({parcels_per_class[c]} parcel{'' if parcels_per_class[c] == 1 else 's'})"
+                 if parcels_per_class else c for c in classes[:10]]
         more = f" and {len(classes) - 10} more" if len(classes) > 10 else ""
         out.append(f"classes {', '.join(named)}{more} will have no sample in split "
                    f"{split!r} (a class needs one parcel per split). Fix: {FIX}")
