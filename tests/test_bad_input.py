@@ -448,29 +448,29 @@ def test_wide_table_origin(tmp_path: Path, capsys, origin, edit, what, field) ->
     nothing_written(out)
 
 
-def test_csv_with_semicolons(tmp_path: Path, capsys) -> None:
-    src = tmp_path / "samples.csv"
-    long_table().to_csv(src, index=False, sep=";")
+def semicolons(path: Path) -> None:
+    long_table().to_csv(path, index=False, sep=";")
+
+
+def not_parquet(path: Path) -> None:
+    path.write_bytes(b"PAR1 but then nothing useful")
+
+
+@pytest.mark.parametrize("write, name, what, field, fix", [
+    (semicolons, "samples.csv", "(label) not in the table", "columns.label",
+     "save it with commas"),
+    (not_parquet, "samples.parquet", "cannot read parquet table", "inputs.table.path",
+     "replace it"),
+], ids=["csv-with-semicolons", "not-parquet"])
+def test_unreadable_tables(tmp_path: Path, capsys, write, name, what, field, fix) -> None:
+    src = tmp_path / name
+    write(src)
     full = {"table": {"path": str(src), "layout": "long", "columns": LONG},
             "sample": {"split": SPLIT, "seed": 0}}
     out = tmp_path / "pixels.nc"
     err = cli(capsys, "table", "--spec", json.dumps(full), "--out", out)
-    assert "(label) not in the table" in err
-    names(err.split("error: ", 1)[1], file="samples.csv", field="columns.label",
-          fix="save it with commas")
-    nothing_written(out)
-
-
-def test_table_that_is_not_parquet(tmp_path: Path, capsys) -> None:
-    src = tmp_path / "samples.parquet"
-    src.write_bytes(b"PAR1 but then nothing useful")
-    full = {"table": {"path": str(src), "layout": "long", "columns": LONG},
-            "sample": {"split": SPLIT, "seed": 0}}
-    out = tmp_path / "pixels.nc"
-    err = cli(capsys, "table", "--spec", json.dumps(full), "--out", out)
-    assert "cannot read parquet table" in err
-    names(err.split("error: ", 1)[1], file="samples.parquet", field="inputs.table.path",
-          fix="replace it")
+    assert what in err
+    names(err.split("error: ", 1)[1], file=name, field=field, fix=fix)
     nothing_written(out)
 
 
@@ -790,10 +790,13 @@ def startup(cfg: dict, sensors: tuple[str, ...] = ("S2",)) -> list[str]:
      "config.yaml", "report.confusion_protocol", "downstream.protocols"),
     ({"report.example_band": "B11"}, "not an S2 band of the inputs", "config.yaml",
      "report.example_band", "B04"),
+    ({"inputs.S2.bands": {"B04": "RED", "B08": "nir"}}, "variable 'RED' is not in the cube",
+     "data/s2.nc", "inputs.S2.bands.B04", "variable of the cube"),
 ], ids=["model-band-not-provided", "reserved-model-name", "unknown-predict-model",
         "val-fraction-zero", "region-of-unknown-tile", "generic-without-bands",
         "missing-input-path", "unknown-sample-class", "aoi-reversed",
-        "confusion-protocol-not-run", "report-band-not-provided"])
+        "confusion-protocol-not-run", "report-band-not-provided",
+        "generic-variable-not-in-cube"])
 def test_start_up_checks(real_inputs: Path, monkeypatch, changes, what, file, field,
                          fix) -> None:
     monkeypatch.chdir(real_inputs)

@@ -24,8 +24,6 @@ from gpvae.io.bands import SENSOR_BANDS
 
 #: Model names that are baselines of the gap-filling and classification stages.
 RESERVED_MODELS = ("linear", "gp", "raw_linear")
-#: Formats whose S2 bands are the canonical ones (extract.bands chooses among them).
-CANONICAL_FORMATS = ("theia", "sen2cor", "stac", "openeo", "s1tiling")
 
 
 @dataclasses.dataclass
@@ -112,6 +110,39 @@ def check_inputs(cfg: dict, f: Findings, tiles: list[str]) -> None:
     if unknown:
         f.add(f"regions names tiles {unknown} that are not in tiles {tiles}",
               "inputs.regions", "use tile names of `tiles` as keys (or remove them)")
+
+
+def cube_variables(path: str) -> list[str] | None:
+    """Variable names of a netCDF file (metadata only); None when it is not one."""
+    import netCDF4
+
+    try:
+        with netCDF4.Dataset(path) as nc:
+            return list(nc.variables)
+    except (OSError, RuntimeError, ValueError):
+        return None  # not netCDF (zarr, or broken: the extract stage says which)
+
+
+def check_generic_cubes(cfg: dict, f: Findings, tiles: list[str]) -> None:
+    """The variables a generic reader is told to read exist in each tile's netCDF cube."""
+    for key in ("S2", "S1"):
+        section = cfg["inputs"].get(key) or {}
+        if section.get("format") != "generic" or not section.get("bands"):
+            continue
+        wanted = {f"bands.{b}": v for b, v in section["bands"].items()}
+        wanted["time_var"] = section.get("time_var", "time")
+        if section.get("mask"):
+            wanted["mask.variable"] = section["mask"].get("variable")
+        for tile in tiles:
+            path = tile_path(section["path"], tile)
+            names = cube_variables(path) if Path(path).is_file() else None
+            if names is None:
+                continue
+            for field, var in wanted.items():
+                if var not in names:
+                    f.add(f"variable {var!r} is not in the cube (variables: "
+                          f"{sorted(names)[:20]})", f"inputs.{key}.{field}",
+                          "name a variable of the cube", path)
 
 
 def provided_bands(cfg: dict, sensor: str, table_bands: dict[str, list[str]] | None
@@ -421,6 +452,7 @@ def startup_checks(cfg: dict, *, sensors: list[str], tiles: list[str],
     """
     f = Findings()
     check_inputs(cfg, f, tiles)
+    check_generic_cubes(cfg, f, tiles)
     check_split(cfg, f)
     check_ranges(cfg, f)
     tb = check_table(cfg, f)
