@@ -10,14 +10,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from gpvae.errors import InputError
-
-log = logging.getLogger("gpvae")
+from gpvae.io.failures import no_space_errno
 
 
 def _json(text: str) -> object:
     """Parse a JSON argument (or `@file.json`)."""
     if text.startswith("@"):
-        text = Path(text[1:]).read_text()
+        try:
+            text = Path(text[1:]).read_text()
+        except OSError as exc:
+            raise argparse.ArgumentTypeError(f"cannot read {text[1:]} ({exc})") from exc
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
@@ -27,6 +29,14 @@ def _json(text: str) -> object:
 def int_or_auto(text: str) -> int | str:
     """An integer, or the word auto."""
     return "auto" if text == "auto" else int(text)
+
+
+def _cmd_check_config(a: argparse.Namespace) -> None:
+    from gpvae.validate import check_config_file
+
+    for warning in check_config_file(a.config):
+        print(f"gpvae: warning: {warning}", file=sys.stderr)
+    print(f"{a.config}: valid")
 
 
 def _cmd_scene(a: argparse.Namespace) -> None:
@@ -95,10 +105,19 @@ def _ref_days(a: argparse.Namespace, span: tuple[float, float] | None):
     return reference_days(a.ref_start, a.ref_end, a.ref_step, span)
 
 
+def _check_model(a: argparse.Namespace) -> None:
+    """With --model and --model-config: the checkpoint must be that model's (fingerprint)."""
+    if a.checkpoint and a.model is not None:
+        from gpvae.data.checkpoint import check_fingerprint
+
+        check_fingerprint(Path(a.checkpoint), a.model, a.model_config or {})
+
+
 def _cmd_embed(a: argparse.Namespace) -> None:
     from gpvae.data.dataset import dataset_info
     from gpvae.evaluate.embed import embed_pixels, embed_raw_linear
 
+    _check_model(a)
     ref_days = _ref_days(a, dataset_info(Path(a.pixels)).time_range)
     if a.checkpoint:
         embed_pixels(Path(a.pixels), Path(a.checkpoint), Path(a.out), ref_days=ref_days,
@@ -118,6 +137,7 @@ def _cmd_hide(a: argparse.Namespace) -> None:
 def _cmd_gapfill(a: argparse.Namespace) -> None:
     from gpvae.evaluate.gapfill import gapfill_baseline, gapfill_model
 
+    _check_model(a)
     if a.checkpoint:
         gapfill_model(Path(a.pixels), Path(a.hidden), Path(a.checkpoint), Path(a.out),
                       Path(a.table), device=a.device)
@@ -138,6 +158,7 @@ def _cmd_predict_tile(a: argparse.Namespace) -> None:
     from gpvae.data.checkpoint import read_checkpoint
     from gpvae.evaluate.tile import predict_tile
 
+    _check_model(a)
     spec = a.inputs
     span = read_checkpoint(Path(a.checkpoint)).get("span") if a.ref_end is None else None
     predict_tile({k: Path(v) for k, v in spec["cubes"].items()},
@@ -161,11 +182,23 @@ def _add_ref_days(s: argparse.ArgumentParser) -> None:
     s.add_argument("--ref-step", type=float, default=10.0, help="days between reference dates")
 
 
+def _add_model_check(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--model", default=None,
+                   help="name of the model the checkpoint must belong to (with --model-config)")
+    s.add_argument("--model-config", type=_json, default=None,
+                   help="its settings, JSON: a checkpoint trained otherwise is refused")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `gpvae` command."""
     p = argparse.ArgumentParser(prog="gpvae", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("check-config", help="check a config file as the workflow does at "
+                       "start-up (YAML, schema, inputs' metadata), without running anything")
+    s.add_argument("config", help="YAML config file (paths relative to the current folder)")
+    s.set_defaults(func=_cmd_check_config)
 
     s = sub.add_parser("scene", help="simulate one demo tile (Theia L2A + S1Tiling products)")
     s.add_argument("--config", type=_json, default=None, help="scene section as JSON")
@@ -235,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto")
     s.add_argument("--batch-size", type=int, default=512)
     _add_ref_days(s)
+    _add_model_check(s)
     s.set_defaults(func=_cmd_embed)
 
     s = sub.add_parser("hide", help="the gap-filling protocol: which values to hide")
@@ -257,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="predictions (netCDF)")
     s.add_argument("--table", required=True, help="tidy metrics (CSV)")
     s.add_argument("--device", default="auto")
+    _add_model_check(s)
     s.set_defaults(func=_cmd_gapfill)
 
     s = sub.add_parser("classify", help="downstream classification from frozen embeddings")
@@ -288,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="latent samples decoded for the gap-filled mean and std")
     s.add_argument("--device", default="auto")
     _add_ref_days(s)
+    _add_model_check(s)
     s.set_defaults(func=_cmd_predict_tile)
 
     s = sub.add_parser("metrics", help="merge tidy metrics into all.csv + summaries")
@@ -311,10 +347,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         func(args)
     except InputError as exc:
-        log.error("%s", exc)
-        print(f"gpvae {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(args.command, exc)
+    except OSError as exc:
+        if not no_space_errno(exc):
+            raise
+        return _fail(args.command, InputError(f"out of disk space ({exc})", field="disk space",
+                                              fix="free space on the disk, then rerun"))
     return 0
+
+
+def _fail(command: str, exc: InputError) -> int:
+    """Report a bad-input error on stderr (the job's log), one message, no traceback: exit
+    code 2."""
+    print(f"gpvae {command}: error: {exc}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ rule predict_tile:
         samples=PREDICT["num_samples"],
         sensor=sensor_arg(config["gapfill"]["sensor"]),
         device=config["device"],
+        check=lambda w: model_check(w.model),
     message:
         "Mapping tile {wildcards.tile} with model {wildcards.model}"
     shell:
@@ -39,5 +40,5 @@ rule predict_tile:
         "--inputs {params.inputs:q} --checkpoint {input.model:q} "
         "--classifier {input.classifier:q} --out {output.nc:q} {params.ref} {params.year} "
         "--chunk-px {params.chunk} --batch-size {params.batch} --num-samples {params.samples} "
-        "--device {params.device} {params.sensor} "
+        "--device {params.device} {params.sensor} {params.check} "
         "> {log} 2>&1"

@@ -30,6 +30,7 @@ from gpvae.data.normalise import (
 from gpvae.data.series import compact_series
 from gpvae.data.span import Span, days_between
 from gpvae.errors import InputError
+from gpvae.io.failures import reading
 from gpvae.io.pixels import sample_spans, sensor_definitions, year_spans
 from gpvae.io.sensors import SensorRegistry, builtin_sensors
 
@@ -61,11 +62,11 @@ class DatasetInfo:
 
 def dataset_info(path: str | os.PathLike) -> DatasetInfo:
     """The header of a pixel dataset (:class:`DatasetInfo`); InputError if unreadable."""
-    try:
+    fix = "rerun the sample stage (docs/contracts.md section 2)"
+    if not Path(path).is_file():
+        raise InputError("pixel dataset not found", file=path, fix=fix)
+    with reading(path, what="netCDF pixel dataset", fix=fix):
         ds = xr.open_dataset(path, engine="netcdf4")
-    except (OSError, ValueError) as err:
-        raise InputError(f"cannot open pixel dataset ({err})", file=path,
-                         fix="check the path; re-run the sampling stage") from err
     with ds:
         sensors = str(ds.attrs.get("sensors", "")).split()
         bands = {s: [str(b) for b in ds[f"band_{s}"].values]

@@ -16,6 +16,7 @@ import xarray as xr
 
 import gpvae
 from gpvae.errors import InputError
+from gpvae.io.cube_checks import CubeChecks
 from gpvae.io.ncstream import VarSpec, stream_netcdf
 from gpvae.io.sensors import Sensor, builtin_sensors, make_sensor
 
@@ -81,14 +82,21 @@ def cube_skeleton(*, times: np.ndarray, bands: list[str], crs: str, transform: a
 
 
 class CubeWriter:
-    """Fill a cube file date by date: ``writer.write(t, data, valid, quality)``."""
+    """Fill a cube file date by date: ``writer.write(t, data, valid, quality)``.
 
-    def __init__(self, variables: dict) -> None:
+    With ``check`` (a :class:`~gpvae.io.cube_checks.CubeChecks`) the written dates are
+    checked: optical values must look like reflectance, and some pixel must be valid.
+    """
+
+    def __init__(self, variables: dict, check: CubeChecks | None = None) -> None:
         self.variables = variables
+        self.check = check
 
     def write(self, t: int, data: np.ndarray, valid: np.ndarray,
               quality: np.ndarray | None = None) -> None:
         """Write date index ``t``: data (band, y, x), valid (y, x), quality (y, x)."""
+        if self.check is not None:
+            self.check.date(t, data, valid)
         self.variables["data"][t] = np.asarray(data, dtype=np.float32)
         self.variables["valid"][t] = np.asarray(valid).astype(np.uint8)
         if "quality" in self.variables:
@@ -118,7 +126,12 @@ def cube_writer(path: Path, *, with_quality: bool = False, **skeleton_kw
             # instead of holding up to the 64 MiB default chunk cache per variable. A cache
             # smaller than one chunk is bypassed (size 0 is not honoured per variable).
             var.set_var_chunk_cache(size=1)
-        yield CubeWriter(variables)
+        # Cubes extracted by a reader (attribute `reader`) are checked; before the rename, so
+        # a failed check leaves no cube.
+        checks = CubeChecks(skeleton, path) if skeleton.attrs.get("reader") else None
+        yield CubeWriter(variables, checks)
+        if checks is not None:
+            checks.finish()
 
 
 def write_cube(path: Path, *, data: np.ndarray, valid: np.ndarray, times: np.ndarray,

@@ -32,6 +32,7 @@ from gpvae.errors import InputError
 from gpvae.io.atomic import atomic_path
 from gpvae.io.cube import cube_writer
 from gpvae.io.extract import AOI, one_per_day
+from gpvae.io.failures import reading
 from gpvae.io.sensors import S2_10M, S2_BANDS, builtin
 from gpvae.io.window import aoi_window, in_date_range, window_transform
 
@@ -150,7 +151,7 @@ class Sen2CorProduct:
     def members(self) -> list[str]:
         """Paths of the product's files, relative to the .SAFE folder."""
         if self.zipped:
-            with zipfile.ZipFile(self.path) as z:
+            with reading(self.path, what="SAFE zip archive"), zipfile.ZipFile(self.path) as z:
                 return [m.split("/", 1)[1] for m in z.namelist()
                         if "/" in m and not m.endswith("/")]
         return [str(p.relative_to(self.path)) for p in self.path.rglob("*") if p.is_file()]
@@ -164,7 +165,7 @@ class Sen2CorProduct:
     def read_text(self, member: str) -> str:
         """Text of a member file."""
         if self.zipped:
-            with zipfile.ZipFile(self.path) as z:
+            with reading(self.path, what="SAFE zip archive"), zipfile.ZipFile(self.path) as z:
                 return z.read(f"{self.name}/{member}").decode("utf-8", errors="replace")
         return (self.path / member).read_text(errors="replace")
 
@@ -226,7 +227,7 @@ def read_on_grid(path: str, *, crs, transform: affine.Affine, height: int, width
 
     ``expect_res``: the documented pixel size; another one is an InputError.
     """
-    with rasterio.open(path) as src:
+    with reading(path, what="raster", field=field), rasterio.open(path) as src:
         if expect_res is not None and not np.allclose(src.res, expect_res):
             raise InputError(f"pixel size {src.res} m, documented {expect_res} m", file=path,
                              field=field, fix="give the product as the producer wrote it")
@@ -380,7 +381,7 @@ def write_l2a_cube(scenes: list[L2AScene], tile: str, out: Path, *, bands: list[
         raise InputError("no 10 m band requested", field="bands",
                          fix="include at least one of B02 B03 B04 B08 (the 10 m grid)")
     ref_path = scenes[0].paths[ref_band]
-    with rasterio.open(ref_path) as r:
+    with reading(ref_path, what="raster", field=ref_band), rasterio.open(ref_path) as r:
         if not np.allclose(r.res, 10):
             raise InputError(f"pixel size {r.res} m, documented 10 m", file=ref_path,
                              field=ref_band, fix="give the product as the producer wrote it")

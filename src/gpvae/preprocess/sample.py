@@ -29,6 +29,7 @@ from gpvae.io.parcels import rasterize_parcels, read_parcels
 from gpvae.io.pixels import write_pixels
 from gpvae.io.sensors import SensorRegistry, builtin_sensors
 from gpvae.preprocess.split import split_parcels
+from gpvae.preprocess.split_check import check_coverage
 
 log = logging.getLogger(__name__)
 #: Memory budget of one block of dates read from a cube by the sample stage (bytes).
@@ -177,6 +178,14 @@ def sample_pixels(inputs: dict[str, dict], out: Path, *, class_field: str, id_fi
         cand = pd.concat(frames, ignore_index=True)
         class_names = sorted(cand["class"].unique()) if classes is None else [str(c) for c in
                                                                               classes]
+        parcel_files = ", ".join(str(s["parcels"]) for s in inputs.values())
+        absent = sorted(set(class_names) - set(cand["class"]))
+        if classes is not None and absent:
+            raise InputError(f"sample.classes lists classes with no parcel interior pixel: "
+                             f"{absent[:10]} (classes there: {sorted(set(cand['class']))[:20]})",
+                             file=parcel_files, field="sample.classes",
+                             fix=f"correct the spelling (class field {class_field!r}), remove "
+                                 "them, or lower erosion_px if their parcels are small")
         other = ~cand["class"].isin(class_names)
         if other.any():
             log.info("%d interior pixels of classes outside %s not sampled", other.sum(),
@@ -193,6 +202,9 @@ def sample_pixels(inputs: dict[str, dict], out: Path, *, class_field: str, id_fi
                              rng=np.random.default_rng(draw_seq))
         log.info("drew %d pixels: %s", len(picked),
                  picked.groupby("class").size().to_dict())
+        check_coverage(class_names, picked["label"].to_numpy(),
+                       picked["parcel_id"].map(split_of).to_numpy(), split_fractions,
+                       file=parcel_files)
         return _write_samples(out, tiles, picked, split_of, class_names, years, span, attrs={
             "seed": int(seed), "class_field": class_field, "id_field": id_field,
             "per_class": int(per_class), "per_parcel_cap": int(per_parcel_cap),

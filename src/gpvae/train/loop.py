@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -112,8 +113,14 @@ def write_metrics(path: Path, rows: list[dict]) -> None:
 def _split_indices(dataset: PixelDataset, split: str):
     idx = dataset.indices(split)
     if idx.size == 0:
-        raise InputError(f"no sample in split {split!r}", file=dataset.path, field="split",
-                         fix="check the sampling stage's split fractions")
+        names, counts = np.unique(dataset.splits, return_counts=True)
+        found = dict(zip(names.tolist(), counts.tolist(), strict=True))
+        raise InputError(f"the pixel dataset has no {split!r} sample (samples per split: "
+                         f"{found}); training needs train and val samples",
+                         file=dataset.path, field="split",
+                         fix=f"give sample.split.{split} a fraction > 0 with at least 3 "
+                             "parcels per class (or the table's split column some "
+                             f"{split!r} rows), then rerun the sample/table stage")
     return idx
 
 
