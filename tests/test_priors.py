@@ -32,7 +32,7 @@ def problem(B=3, N=12, L=2, seed=0, dtype=F64, shared_dates=False, offset=8000.0
 
 def kernel(name="matern32", L=2, dtype=F64, **kw):
     kw.setdefault("lengthscale", 40.0)
-    return make_kernel(name, L, **kw).to(dtype)
+    return make_kernel(name, L, dtype=dtype, **kw)
 
 
 def dense_gp(kfun, t, mask, mu, s2, tq=None):

@@ -154,7 +154,8 @@ def observations_at(model: torch.nn.Module, batch: Batch, sensor: str, t_days: t
                 m, s = model.reconstruct(batch, sensor, tq, num_samples)
             else:
                 m, s = model.predict_observations(sensor, latent[0][:, q0:q0 + chunk],
-                                                  latent[1][:, q0:q0 + chunk], tq, num_samples)
+                                                  latent[1][:, q0:q0 + chunk], tq, batch,
+                                                  num_samples)
             means.append(m.double().cpu().numpy())
             stds.append(s.double().cpu().numpy())
     mean, std = normalisation.denormalise(sensor, np.concatenate(means, 1),
