@@ -137,7 +137,8 @@ def test_quasi_periodic_state_space_is_truncated_expansion():
 
 def test_process_noise_is_psd():
     for name in ("matern12", "matern32", "matern52", "quasi_periodic"):
-        ss = state_space(make_kernel(name, 2, lengthscale=20.0, dtype=torch.float64), num_harmonics=3)
+        ss = state_space(make_kernel(name, 2, lengthscale=20.0, dtype=torch.float64),
+                         num_harmonics=3)
         dt = torch.tensor([0.0, 0.1, 5.0, 200.0], dtype=torch.float64).expand(2, -1)
         A = ss.transition(dt)
         Q = ss.process_noise(A)
@@ -154,7 +155,8 @@ def test_no_state_space_suggests_alternatives(name):
 
 
 def test_period_state_space_period():
-    k = make_kernel("quasi_periodic", 1, lengthscale=1e6, periodic_lengthscale=1.0, dtype=torch.float64)
+    k = make_kernel("quasi_periodic", 1, lengthscale=1e6, periodic_lengthscale=1.0,
+                    dtype=torch.float64)
     ss = state_space(k)
     c = ss.covariance(torch.tensor([[0.0, 365.25, 730.5]], dtype=torch.float64)).detach()
     assert torch.allclose(c[0, 1], c[0, 0], rtol=1e-5) and torch.allclose(c[0, 2], c[0, 0],

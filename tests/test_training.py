@@ -61,7 +61,7 @@ class PerDateLinearVAE(nn.Module):
         return {f"noise_std_{s}": float(p.detach().exp().mean()) for s, p in self.log_noise.items()}
 
 
-def _build_standin(cfg, sensor_bands, name=None, *, span=None):
+def _build_standin(cfg, sensor_bands, name=None, *, span=None, data=None):
     return PerDateLinearVAE(sensor_bands, cfg["latent_dim"])
 
 
@@ -98,24 +98,27 @@ def test_metrics_rows_finite_and_val_improves(standin, pixels, tmp_path):
     assert len(df) == 16
     assert df.groupby("split").epoch.apply(list).to_dict() == {
         "train": list(range(1, 9)), "val": list(range(1, 9))}
-    for col in ["elbo", "recon", "kl", "seconds", "lr", "noise_std_S2"]:
+    for col in ["step", "elbo", "recon", "kl", "seconds", "lr", "noise_std_S2"]:
         assert df[col].notna().all() and df[col].map(math.isfinite).all(), col
     assert (df.kl >= 0).all()
-    val = df[df.split == "val"].elbo.to_numpy()
-    assert val[-1] > val[0] + 1.0
-    # best.pt holds the epoch with the best val ELBO
+    val = df[df.split == "val"]
+    assert val.elbo.iloc[-1] > val.elbo.iloc[0] + 1.0
+    assert val.gap_mae.map(math.isfinite).all() and (val.gap_mae > 0).all()
+    # best.pt holds the validation with the lowest held-out gap-filling error
     ck = read_checkpoint(best)
-    assert ck["best_epoch"] == int(df[df.split == "val"].epoch.iloc[val.argmax()])
+    assert ck["best_step"] == int(val.step.iloc[val.gap_mae.to_numpy().argmin()])
     assert (tmp_path / "m" / "normalisation.json").exists()
 
 
 def test_early_stopping(standin, pixels, tmp_path):
-    # lr so small that parameters do not move: val ELBO (fixed RNG) never improves after 1
+    # lr so small that parameters do not move: the val score never improves after the first
     train_model(pixels, "m", _cfg(epochs=20, lr=1e-12, patience=2), tmp_path / "m")
     df = pd.read_csv(tmp_path / "m" / "metrics.csv")
     assert df.epoch.max() == 3
     state = read_checkpoint(tmp_path / "m" / "checkpoint.pt")
-    assert state["stopped"] and state["bad_epochs"] == 2 and state["best_epoch"] == 1
+    per_epoch = int(state["step"] / state["epoch"])
+    assert state["stopped"] and state["bad_validations"] == 2
+    assert state["best_step"] == per_epoch
     # resuming a stopped run does not train further
     train_model(pixels, "m", _cfg(epochs=20, lr=1e-12, patience=2), tmp_path / "m")
     assert pd.read_csv(tmp_path / "m" / "metrics.csv").epoch.max() == 3
@@ -224,8 +227,8 @@ def test_real_gpvae_trains_two_epochs(pixels, tmp_path):
     hyper = model.hyperparameters()
     assert set(hyper) <= set(df.columns)
     assert any("lengthscale" in k for k in hyper)
-    for k, v in hyper.items():  # best.pt = epoch with best val ELBO; its values are logged
-        assert v == pytest.approx(df[(df.epoch == meta["best_epoch"])][k].iloc[0], rel=1e-6)
+    for k, v in hyper.items():  # best.pt = the best validation; its values are logged
+        assert v == pytest.approx(df[(df.step == meta["best_step"])][k].iloc[0], rel=1e-6)
 
 
 def test_real_gpvae_resume_reproduces(pixels, tmp_path):

@@ -144,7 +144,7 @@ def _cmd_predict_tile(a: argparse.Namespace) -> None:
                  {k: Path(v) for k, v in spec["masks"].items()}, Path(a.checkpoint),
                  Path(a.classifier), Path(a.out), ref_days=_ref_days(a, span), year=a.year,
                  chunk_px=a.chunk_px, device=a.device, batch_size=a.batch_size,
-                 num_samples=a.num_samples, sensor=a.sensor)
+                 num_samples=a.num_samples, sensor=a.sensor, region=spec.get("region"))
 
 
 def _cmd_metrics(a: argparse.Namespace) -> None:
@@ -253,7 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--hidden", required=True)
     g = s.add_mutually_exclusive_group(required=True)
     g.add_argument("--checkpoint", default=None)
-    g.add_argument("--baseline", choices=["linear", "gp"], default=None)
+    g.add_argument("--baseline", default=None,
+                   help="linear, gp, whittaker, scene_mean or scene_offset")
     s.add_argument("--out", required=True, help="predictions (netCDF)")
     s.add_argument("--table", required=True, help="tidy metrics (CSV)")
     s.add_argument("--device", default="auto")

@@ -59,7 +59,7 @@ SENSOR_DEFS = {s: REGISTRY[s] for s in SENSORS}
 if TABLE:
     TILES = []
 MODELS = list(config["models"])
-RESERVED = {"linear", "gp", "raw_linear"}
+RESERVED = {"linear", "gp", "whittaker", "scene_mean", "scene_offset", "raw_linear"}
 if RESERVED & set(MODELS):
     raise ValueError(
         f"config: models.{sorted(RESERVED & set(MODELS))[0]}: this name is reserved for a "
@@ -167,6 +167,7 @@ def tile_inputs(model, tile):
     return {
         "cubes": {s: cube(tile, s) for s in sensors},
         "masks": {s: mask(tile, s) for s in sensors},
+        "region": INPUTS["regions"].get(tile, tile),
     }
 
 

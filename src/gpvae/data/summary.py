@@ -6,6 +6,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+#: Acquisition keys: region code * KEY_STRIDE + day (days since gpvae.EPOCH, floored).
+KEY_STRIDE = 1 << 22
+
+
+def date_keys(region: np.ndarray, days: np.ndarray) -> np.ndarray:
+    """int64 keys of (region code, acquisition day) pairs; NaN days or unknown regions (-1)
+    give -1."""
+    days = np.asarray(days, dtype=np.float64)
+    region = np.asarray(region, dtype=np.int64)
+    ok = np.isfinite(days) & (region >= 0)
+    key = region * KEY_STRIDE + np.floor(np.where(ok, days, 0.0)).astype(np.int64)
+    return np.where(ok, key, -1)
+
 
 @dataclass
 class DataSummary:

@@ -73,10 +73,23 @@ def choose_lambda(t: np.ndarray, values: np.ndarray, hidden: np.ndarray,
     return best[1], best[2]
 
 
+def _fill_over_time(x: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """Per band, linear interpolation over the date index of the entries ``ok`` of x (T, C)
+    (constant beyond the ends); NaN for a band without any."""
+    out = np.full(x.shape, np.nan)
+    pos = np.arange(x.shape[0])
+    for b in range(x.shape[1]):
+        if ok[:, b].any():
+            out[:, b] = np.interp(pos, pos[ok[:, b]], x[ok[:, b], b])
+    return out
+
+
 def scene_statistics(values: np.ndarray, groups: np.ndarray
                      ) -> dict[object, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Per group (region) of TRAINING series: per-date mean, std and count (T, C) over the
-    series observed on that date."""
+    series observed on that date. A date without training observations gets the mean
+    interpolated from its neighbouring dates; the std of dates with fewer than 2 observations
+    is interpolated from the dates that have them."""
     out = {}
     for g in np.unique(groups):
         v = values[groups == g]
@@ -84,7 +97,7 @@ def scene_statistics(values: np.ndarray, groups: np.ndarray
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = np.nansum(v, 0) / n
             var = np.nansum((v - mean) ** 2, 0) / n
-        out[g] = (np.where(n > 0, mean, np.nan), np.sqrt(np.where(n > 0, var, np.nan)), n)
+        out[g] = (_fill_over_time(mean, n > 0), np.sqrt(_fill_over_time(var, n > 1)), n)
     return out
 
 

@@ -267,12 +267,14 @@ def load_model(checkpoint: str | os.PathLike, device: str | torch.device = "auto
     ``meta`` holds ``model_name``, ``model_cfg``, ``sensor_bands``, ``normalisation`` (a
     :class:`~gpvae.data.normalise.Normalisation`), ``sensors`` (the registry: built-ins plus
     the definitions the checkpoint carries), ``span`` (the training data's span in days),
-    ``data_span`` (its span rule, :class:`~gpvae.data.span.Span` as a dict), ``epoch``,
+    ``data_span`` (its span rule, :class:`~gpvae.data.span.Span` as a dict), ``data_summary``
+    (:class:`~gpvae.data.summary.DataSummary` or None), ``step``, ``epoch``, ``best_step``,
     ``best_val``, ``versions``.
     """
     state = read_checkpoint(checkpoint)
+    summary = DataSummary.from_dict(state["data_summary"]) if state.get("data_summary") else None
     model = build_model(state.get("model_config") or state["model_cfg"], state["sensor_bands"],
-                        span=state.get("span"))
+                        span=state.get("span"), data=summary)
     try:
         model.load_state_dict(state["model_state"])
     except RuntimeError as err:
@@ -282,9 +284,10 @@ def load_model(checkpoint: str | os.PathLike, device: str | torch.device = "auto
                          f"{state.get('versions', {})}") from err
     model.to(resolve_device(device)).eval()
     meta = {k: state.get(k) for k in ("model_name", "model_cfg", "sensor_bands", "epoch",
-                                      "best_val", "best_epoch", "versions", "span",
+                                      "step", "best_val", "best_step", "versions", "span",
                                       "data_span")}
     meta["sensors"] = registry_from_json(json.dumps(state.get("sensors") or {}),
                                          source=checkpoint)
     meta["normalisation"] = Normalisation.from_dict(state["normalisation"])
+    meta["data_summary"] = summary
     return model, meta

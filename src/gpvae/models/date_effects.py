@@ -20,19 +20,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-#: Acquisition keys: region code * KEY_STRIDE + day (days since gpvae.EPOCH, floored).
-KEY_STRIDE = 1 << 22
+from gpvae.data.summary import KEY_STRIDE
+
 #: Days per year of the seasonal features.
 YEAR_DAYS = 365.25
-
-
-def date_keys(region: np.ndarray, days: np.ndarray) -> np.ndarray:
-    """int64 keys of (region code, acquisition day) pairs; NaN days give -1."""
-    days = np.asarray(days, dtype=np.float64)
-    ok = np.isfinite(days) & (np.asarray(region) >= 0)
-    key = np.asarray(region, dtype=np.int64) * KEY_STRIDE + np.floor(
-        np.where(ok, days, 0.0)).astype(np.int64)
-    return np.where(ok, key, -1)
 
 
 class DateEffects(nn.Module):
@@ -41,7 +32,8 @@ class DateEffects(nn.Module):
     def __init__(self, keys: np.ndarray | Tensor, num_bands: int, *, init_scale: float = 0.1
                  ) -> None:
         super().__init__()
-        keys = torch.as_tensor(np.unique(np.asarray(keys, dtype=np.int64)))
+        keys = np.unique(np.asarray(keys, dtype=np.int64))
+        keys = torch.as_tensor(keys[keys >= 0])
         self.register_buffer("keys", keys, persistent=False)
         k = int(keys.numel())
         self.mean = nn.Parameter(torch.zeros(k, num_bands))

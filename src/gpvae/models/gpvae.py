@@ -28,11 +28,16 @@ Hidden = dict[str, Tensor] | None
 class GPVAE(SITSVAE):
     """GP-prior VAE over irregular multi-sensor dates (SGP-VAE / GP-VAE with Gaussian sites).
 
+    ``elbo(batch, hidden=...)`` leaves the sites of hidden dates out of q (training-time
+    hiding, :mod:`gpvae.train.hiding`): ``supports_hidden_sites``.
+
     Optional parts: ``date_effects`` (sensor -> :class:`DateEffects`, shared per-acquisition
     offsets: the encoder sees x - E[δ], the decoder predicts g(z) + δ; their KL enters each
     pixel's ELBO divided by ``num_train``, the number of training pixels), and ``seasonal``
     (:class:`SeasonalFeatures` of the date given to every decoder beside z(t)).
     """
+
+    supports_hidden_sites = True
 
     def __init__(self, sensor_bands: dict[str, list[str]], latent_dim: int, *, prior: GPPrior,
                  encoders: dict[str, SiteEncoder], decoders: dict[str, MLPDecoder],
