@@ -155,6 +155,7 @@ class PixelDataset(Dataset):
             self.regions = (ds["region"].values.astype(str) if "region" in ds.variables
                             else np.full(self.years.shape, "", dtype=str))
             self.region_codes: np.ndarray | None = None
+            self.excluded: tuple[str, str] | None = None
             self.registry = sensor_definitions(ds, file=self.path)
             for sensor, bands in self.sensor_bands.items():
                 self.times[sensor], self.band_index[sensor] = self._sensor_layout(ds, sensor,
@@ -222,8 +223,22 @@ class PixelDataset(Dataset):
         return int(self.years.shape[0])
 
     def indices(self, split: str) -> np.ndarray:
-        """Sample indices of one split (``train`` / ``val`` / ``test``), increasing."""
-        return np.flatnonzero(self.splits == split)
+        """Sample indices of one split (``train`` / ``val`` / ``test``), increasing; samples of
+        an excluded domain (:meth:`exclude`) are left out."""
+        keep = self.splits == split
+        if self.excluded is not None:
+            kind, value = self.excluded
+            group = self.regions if kind == "region" else self.years.astype(str)
+            keep &= group != str(value)
+        return np.flatnonzero(keep)
+
+    def exclude(self, kind: str, value: object) -> None:
+        """Leave every sample of one region or year out of :meth:`indices` (held-out-domain
+        training, the transfer protocols)."""
+        if kind not in ("region", "year"):
+            raise InputError(f"cannot exclude samples by {kind!r}", field="exclude",
+                             fix="exclude a region or a year")
+        self.excluded = (kind, str(value))
 
     def read(self, sensor: str, idx: np.ndarray) -> np.ndarray:
         """Physical values (B, T, C) of ``sensor``'s selected bands for samples ``idx``."""

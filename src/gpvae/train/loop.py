@@ -142,12 +142,15 @@ def _split_indices(dataset: PixelDataset, split: str):
 
 def train_model(pixels: Path, model_name: str, model_cfg: dict, out_dir: Path, *,
                 device: str = "auto", resume: bool = True, log_every: int = 1,
-                max_epochs: int | None = None, max_steps: int | None = None) -> Path:
+                max_epochs: int | None = None, max_steps: int | None = None,
+                exclude: tuple[str, object] | None = None) -> Path:
     """Train one model; writes out_dir/checkpoint.pt (last), out_dir/best.pt (lowest validation
     gap-filling error), out_dir/metrics.csv (one row per validation and split: step, epoch,
     elbo, recon, kl, seconds, lr; val rows add gap_mae and active_units; plus the model's
     hyperparameters), out_dir/normalisation.json; returns out_dir/best.pt. ``max_epochs`` /
-    ``max_steps`` stop early (as a kill would), the budget unchanged."""
+    ``max_steps`` stop early (as a kill would), the budget unchanged. ``exclude`` = (region |
+    year, value): every sample of that domain is left out of training, validation,
+    normalisation and the date effects (a held-out-domain model)."""
     out_dir = Path(out_dir)
     ckpt_path = out_dir / "checkpoint.pt"
     settings = train_settings(model_cfg)
@@ -162,6 +165,8 @@ def train_model(pixels: Path, model_name: str, model_cfg: dict, out_dir: Path, *
     if settings["mixed_precision"] and dev.type != "cuda":
         log.warning("mixed_precision needs CUDA; training in float32 on %s", dev)
     dataset = PixelDataset(pixels, sensor_bands, in_memory_mb=settings["in_memory_mb"])
+    if exclude is not None:
+        dataset.exclude(*exclude)
     try:  # close the file explicitly, also on errors
         _fit(dataset, model_name, model_cfg, out_dir, state=state, device=dev,
              settings=settings, log_every=log_every, max_epochs=max_epochs,
@@ -306,7 +311,7 @@ def _fit(dataset: PixelDataset, model_name: str, model_cfg: dict, out_dir: Path,
                             "data_span": dataclasses.asdict(info.span),
                             "data_summary": summary.to_dict(),
                             "sensors": info.registry.declarations(sensor_bands),
-                            "sensor_bands": sensor_bands,
+                            "sensor_bands": sensor_bands, "excluded": dataset.excluded,
                             "normalisation": normalisation.to_dict(), "step": step,
                             "epoch": epoch, "best_val": best_val, "best_step": best_step,
                             "model_state": model.state_dict(), "pixels": str(dataset.path)}
@@ -332,7 +337,8 @@ def _fit(dataset: PixelDataset, model_name: str, model_cfg: dict, out_dir: Path,
     bar.close()
 
 
-def run_id(model_name: str, model_cfg: dict, pixels: Path | None = None) -> str:
+def run_id(model_name: str, model_cfg: dict, pixels: Path | None = None,
+           exclude: tuple[str, object] | None = None) -> str:
     """Short hash naming a training run's state folder: one per (model name, settings, data).
 
     The pixel dataset enters by size and modification time, so a resampled dataset starts a
@@ -342,14 +348,17 @@ def run_id(model_name: str, model_cfg: dict, pixels: Path | None = None) -> str:
     if pixels is not None and Path(pixels).exists():
         st = Path(pixels).stat()
         data = [st.st_size, st.st_mtime_ns]
-    text = json.dumps({"name": model_name, "cfg": canonical_config(model_cfg), "data": data},
-                      sort_keys=True)
+    doc = {"name": model_name, "cfg": canonical_config(model_cfg), "data": data}
+    if exclude is not None:
+        doc["exclude"] = [str(v) for v in exclude]
+    text = json.dumps(doc, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def train_and_publish(pixels: Path, model_name: str, model_cfg: dict, model_dir: Path, *,
                       device: str = "auto", resume: bool = True,
-                      max_epochs: int | None = None, max_steps: int | None = None) -> Path:
+                      max_epochs: int | None = None, max_steps: int | None = None,
+                      exclude: tuple[str, object] | None = None) -> Path:
     """Train in ``model_dir/state/<run_id>/`` (resumable), then publish the results.
 
     The state folder is never a pipeline output, so a killed job resumes from its last
@@ -358,10 +367,10 @@ def train_and_publish(pixels: Path, model_name: str, model_cfg: dict, model_dir:
     ``normalisation.json``.
     """
     model_dir = Path(model_dir)
-    run_dir = model_dir / "state" / run_id(model_name, model_cfg, pixels)
+    run_dir = model_dir / "state" / run_id(model_name, model_cfg, pixels, exclude)
     log.info("%s: run folder %s", model_name, run_dir)
     train_model(pixels, model_name, model_cfg, run_dir, device=device, resume=resume,
-                max_epochs=max_epochs, max_steps=max_steps)
+                max_epochs=max_epochs, max_steps=max_steps, exclude=exclude)
     for name in ("normalisation.json", "metrics.csv", "best.pt"):
         with atomic_path(model_dir / name) as tmp:
             shutil.copyfile(run_dir / name, tmp)
