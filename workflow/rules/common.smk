@@ -79,7 +79,9 @@ if GAPFILL_SENSOR is None:
     BASELINES = []
 FEATURES = MODELS + (["raw_linear"] if RAW_SENSOR else [])  # the classifiers compare
 #: Held-out-domain protocols run for these models (each retrained per held-out value).
-TRANSFER_KINDS = [k for k in ("region", "year") if k in config["downstream"]["protocols"]]
+TRANSFER_KINDS = [
+    k for k in ("region", "year") if k in config["downstream"]["protocols"]
+]
 _transfer = config["downstream"]["transfer_models"]
 TRANSFER_MODELS = [m for m in MODELS if _transfer is None or m in _transfer]
 PREDICT = config["predict"]

@@ -31,7 +31,10 @@ rule transfer:
 rule downstream:
     input:
         unpack(
-            lambda w: {"embeddings": f"{R}/embeddings/{w.features}.nc", **transfer_inputs(w)}
+            lambda w: {
+                "embeddings": f"{R}/embeddings/{w.features}.nc",
+                **transfer_inputs(w),
+            }
         ),
     output:
         table=f"{R}/metrics/classification_{{features}}.csv",
