@@ -7,6 +7,7 @@ import math
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -254,3 +255,25 @@ def test_run_id_ignores_resource_settings_only():
     other["train"]["lr"] = 0.02
     assert run_id("m", other) != base
     assert cfg["train"] == {"epochs": 2, "lr": 0.01}  # the caller's config is not modified
+
+
+def test_held_out_domain_is_never_trained_on(pixels, tmp_path):
+    """exclude=(year, 2021): no 2021 sample in training, validation, normalisation or the
+    date effects; another run folder than the full model's."""
+    from gpvae.data.dataset import PixelDataset
+    from gpvae.data.summary import KEY_STRIDE
+    from gpvae.train.loop import run_id
+
+    cfg = _gp_cfg("markov")
+    cfg["train"] = {"steps": 4, "batch_size": 12, "validate_every": 2}
+    best = train_model(pixels, "gp", cfg, tmp_path / "m", exclude=("year", 2021))
+    state = read_checkpoint(best)
+    with PixelDataset(pixels, {"S2": ["B04"]}) as ds:
+        train = ds.indices("train")
+        keep = train[ds.years[train] != 2021]
+        days_2021 = ds.times["S2"][(ds.times["S2"] >= 7671) & (ds.times["S2"] < 8036)]
+    assert state["normalisation"]["meta"]["num_samples"] == keep.size < train.size
+    days = np.asarray(state["data_summary"]["date_keys"]["S2"]) % KEY_STRIDE
+    assert not np.isin(days, np.floor(days_2021)).any()
+    assert state["excluded"] == ["year", "2021"] or state["excluded"] == ("year", "2021")
+    assert run_id("gp", cfg, pixels, ("year", 2021)) != run_id("gp", cfg, pixels)
