@@ -15,6 +15,7 @@ wildcard_constraints:
     model="|".join(MODELS) if MODELS else "NO_MODEL",
     features="|".join(FEATURES),
     baseline="|".join(BASELINES) if BASELINES else "NO_BASELINE",
+    kind="region|year",
 
 
 include: "workflow/rules/scene.smk"

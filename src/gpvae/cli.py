@@ -126,6 +126,16 @@ def _cmd_embed(a: argparse.Namespace) -> None:
         embed_raw_linear(Path(a.pixels), Path(a.out), ref_days=ref_days, sensor=a.sensor)
 
 
+def _cmd_transfer(a: argparse.Namespace) -> None:
+    from gpvae.data.dataset import dataset_info
+    from gpvae.protocols.transfer import transfer_embeddings
+
+    ref_days = _ref_days(a, dataset_info(Path(a.pixels)).time_range)
+    transfer_embeddings(Path(a.pixels), a.model, a.model_config, a.kind, Path(a.model_dir),
+                        Path(a.out), ref_days=ref_days, device=a.device,
+                        batch_size=a.batch_size)
+
+
 def _cmd_hide(a: argparse.Namespace) -> None:
     from gpvae.evaluate.hiding import make_hidden
 
@@ -149,9 +159,12 @@ def _cmd_gapfill(a: argparse.Namespace) -> None:
 def _cmd_classify(a: argparse.Namespace) -> None:
     from gpvae.evaluate.downstream import classify
 
+    transfer = {kind: Path(p) for kind, p in (("region", a.transfer_region),
+                                              ("year", a.transfer_year)) if p}
     classify(Path(a.embeddings), Path(a.out), Path(a.confusion), Path(a.classifier),
              classifiers=tuple(a.classifiers), seeds=tuple(a.seeds),
-             protocols=tuple(a.protocols), label_fractions=tuple(a.label_fractions))
+             protocols=tuple(a.protocols), label_fractions=tuple(a.label_fractions),
+             transfer=transfer)
 
 
 def _cmd_predict_tile(a: argparse.Namespace) -> None:
@@ -165,7 +178,7 @@ def _cmd_predict_tile(a: argparse.Namespace) -> None:
                  {k: Path(v) for k, v in spec["masks"].items()}, Path(a.checkpoint),
                  Path(a.classifier), Path(a.out), ref_days=_ref_days(a, span), year=a.year,
                  chunk_px=a.chunk_px, device=a.device, batch_size=a.batch_size,
-                 num_samples=a.num_samples, sensor=a.sensor)
+                 num_samples=a.num_samples, sensor=a.sensor, region=spec.get("region"))
 
 
 def _cmd_metrics(a: argparse.Namespace) -> None:
@@ -271,6 +284,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_check(s)
     s.set_defaults(func=_cmd_embed)
 
+    s = sub.add_parser("transfer", help="held-out-domain models and their embeddings (the "
+                       "unseen-region / unseen-year protocols)")
+    s.add_argument("--pixels", required=True)
+    s.add_argument("--model", required=True, help="model name")
+    s.add_argument("--model-config", type=_json, required=True, help="JSON model settings")
+    s.add_argument("--kind", required=True, choices=["region", "year"])
+    s.add_argument("--model-dir", required=True, help="folder of the held-out-domain models")
+    s.add_argument("--out", required=True, help="folder of embeddings files <value>.nc")
+    s.add_argument("--device", default="auto")
+    s.add_argument("--batch-size", type=int, default=512)
+    _add_ref_days(s)
+    s.set_defaults(func=_cmd_transfer)
+
     s = sub.add_parser("hide", help="the gap-filling protocol: which values to hide")
     s.add_argument("--sensor", default=None,
                    help="sensor to hide (default: the first optical or index sensor)")
@@ -287,7 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--hidden", required=True)
     g = s.add_mutually_exclusive_group(required=True)
     g.add_argument("--checkpoint", default=None)
-    g.add_argument("--baseline", choices=["linear", "gp"], default=None)
+    g.add_argument("--baseline", default=None,
+                   help="linear, gp, whittaker, scene_mean or scene_offset")
     s.add_argument("--out", required=True, help="predictions (netCDF)")
     s.add_argument("--table", required=True, help="tidy metrics (CSV)")
     s.add_argument("--device", default="auto")
@@ -303,6 +330,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     s.add_argument("--protocols", nargs="+", default=["parcel", "region", "year", "labels"])
     s.add_argument("--label-fractions", type=float, nargs="+", default=[0.01, 0.1, 1.0])
+    s.add_argument("--transfer-region", default=None,
+                   help="folder of embeddings by models trained without each region")
+    s.add_argument("--transfer-year", default=None,
+                   help="folder of embeddings by models trained without each year")
     s.set_defaults(func=_cmd_classify)
 
     s = sub.add_parser("predict-tile", help="tile maps: embeddings, gap-filled bands, classes")

@@ -23,7 +23,7 @@ from gpvae.errors import InputError
 from gpvae.io.sensors import Sensor, SensorRegistry, sensor_registry
 
 #: Model names that are baselines of the gap-filling and classification stages.
-RESERVED_MODELS = ("linear", "gp", "raw_linear")
+RESERVED_MODELS = ("linear", "gp", "whittaker", "scene_mean", "scene_offset", "raw_linear")
 #: Keys of ``inputs`` that are not sensors; every other key names a sensor of the registry
 #: (``S1`` stands for S1_<orbit> per orbit direction).
 INPUT_KEYS = ("parcels", "truth", "regions", "table")

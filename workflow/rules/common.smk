@@ -93,6 +93,12 @@ RAW_SENSOR = config["embed"]["raw_sensor"] or GAPFILL_SENSOR
 if GAPFILL_SENSOR is None:
     BASELINES = []
 FEATURES = MODELS + (["raw_linear"] if RAW_SENSOR else [])  # the classifiers compare
+#: Held-out-domain protocols run for these models (each retrained per held-out value).
+TRANSFER_KINDS = [
+    k for k in ("region", "year") if k in config["downstream"]["protocols"]
+]
+_transfer = config["downstream"]["transfer_models"]
+TRANSFER_MODELS = [m for m in MODELS if _transfer is None or m in _transfer]
 PREDICT = config["predict"]
 MAP_MODELS = (
     [m for m in MODELS if m in (PREDICT["models"] or MODELS)]
@@ -182,6 +188,7 @@ def tile_inputs(model, tile):
     return {
         "cubes": {s: cube(tile, s) for s in sensors},
         "masks": {s: mask(tile, s) for s in sensors},
+        "region": INPUTS["regions"].get(tile, tile),
     }
 
 
@@ -199,6 +206,22 @@ def metric_tables():
 def table_spec():
     """Table settings and split settings, as the table stage reads them."""
     return {"table": TABLE, "sample": config["sample"], "sensors": config["sensors"]}
+
+
+def transfer_inputs(wildcards):
+    """Held-out-domain embedding folders the downstream stage of a feature set reads."""
+    if wildcards.features not in TRANSFER_MODELS:
+        return {}
+    return {k: f"{R}/embeddings/{wildcards.features}~{k}" for k in TRANSFER_KINDS}
+
+
+def transfer_args(wildcards, input):
+    """--transfer-<kind> options of the downstream stage."""
+    return " ".join(
+        f"--transfer-{k} {shlex.quote(str(input[k]))}"
+        for k in TRANSFER_KINDS
+        if k in input.keys()
+    )
 
 
 def all_targets():

@@ -128,9 +128,11 @@ def product_specs(latent_dim: int, num_refs: int, num_bands: int | None, chunk: 
 
 def _predict_batch(model: torch.nn.Module, meta: dict, sensors: dict, origins: np.ndarray,
                    index: torch.Tensor, ref_days: np.ndarray, pipeline: object,
-                   gapfill: str | None, num_samples: int = 32) -> dict[str, np.ndarray]:
+                   gapfill: str | None, num_samples: int = 32, region: int = -1
+                   ) -> dict[str, np.ndarray]:
     """Model outputs of one batch of compacted series (see :func:`predict_pixels`)."""
-    batch = Batch(sensors, torch.from_numpy(origins), index)
+    batch = Batch(sensors, torch.from_numpy(origins), index,
+                  torch.full(index.shape, int(region), dtype=torch.int64))
     moments = latent_moments(model, batch, ref_days)  # computed once, decoded below
     mean, var = latent_arrays(batch, moments)
     valid = ~np.isnan(mean).any(axis=(1, 2))
@@ -152,11 +154,13 @@ def _predict_batch(model: torch.nn.Module, meta: dict, sensors: dict, origins: n
 def predict_pixels(model: torch.nn.Module, meta: dict, series: dict[str, np.ndarray],
                    days: dict[str, np.ndarray], origin: float, ref_days: np.ndarray,
                    pipeline: object, batch_size: int, num_samples: int = 32,
-                   gapfill: str | None = None) -> tuple[dict[str, np.ndarray], int]:
+                   gapfill: str | None = None, region: int = -1
+                   ) -> tuple[dict[str, np.ndarray], int]:
     """Model outputs of P pixels (physical series per sensor (P, T, C), NaN = missing):
     embedding mean/var (P, R, L), the ``gapfill`` sensor's mean/std (P, R, C) when given
     (``num_samples`` latent samples decoded for non-linear decoders), class (P,), valid (P,);
-    and the batch size used (halved on every CUDA out-of-memory error)."""
+    and the batch size used (halved on every CUDA out-of-memory error). ``region``: the
+    pixels' region code in the model's data summary (-1 = a region it never saw)."""
     norm = meta["normalisation"]
     p = next(iter(series.values())).shape[0]
     parts: dict[str, list[np.ndarray]] = {}
@@ -168,7 +172,7 @@ def predict_pixels(model: torch.nn.Module, meta: dict, series: dict[str, np.ndar
                    for s, v in series.items()}
         try:
             out = _predict_batch(model, meta, sensors, origins, torch.arange(sl.start, sl.stop),
-                                 ref_days, pipeline, gapfill, num_samples)
+                                 ref_days, pipeline, gapfill, num_samples, region)
         except torch.OutOfMemoryError:
             if batch_size == 1:
                 raise
@@ -221,14 +225,15 @@ def predict_tile(cubes: dict[str, Path], masks: dict[str, Path], checkpoint: Pat
                  classifier: Path, out_nc: Path, *, ref_days: np.ndarray,
                  year: int | None = None, chunk_px: int | str = "auto", device: str = "auto",
                  batch_size: int | str = "auto", num_samples: int = 32,
-                 sensor: str | None = None) -> Path:
+                 sensor: str | None = None, region: str | None = None) -> Path:
     """Write the tile product of contracts section 7 (netCDF + GeoTIFF quicklooks + cost
     JSON ``<stem>_cost.json``) for one model and tile; returns ``out_nc``.
 
     ``chunk_px`` / ``batch_size``: window side and model batch, or "auto" (:func:`auto_sizes`);
     ``num_samples``: latent samples decoded for the gap-filled mean and std; ``sensor``: the
     gap-filled sensor (default: the model's first optical or index sensor; none if it has
-    none). ``year`` picks the span of the training data's rule labelled with that year.
+    none). ``year`` picks the span of the training data's rule labelled with that year;
+    ``region``: the tile's region name for the model's date effects (default: the tile).
     """
     out_nc = Path(out_nc)
     ref_days = np.asarray(ref_days, dtype=np.float64)
@@ -271,6 +276,9 @@ def predict_tile(cubes: dict[str, Path], masks: dict[str, Path], checkpoint: Pat
         windows = [(slice(r, min(r + chunk_px, h)), slice(c, min(c + chunk_px, w)))
                    for r in range(0, h, chunk_px) for c in range(0, w, chunk_px)]
         mid = mid_index(ref_days)
+        summary = meta.get("data_summary")
+        code = (-1 if summary is None
+                else int(summary.region_codes(np.array([region or tiles.tile]))[0]))
         scatter = ScatterMoments.zeros(model.latent_dim)
         days = {s: src.days for s, src in tiles.sources.items()}
         log.info("tile %s year %d: %d x %d px in %d windows of %d px, batch %d, on %s",
@@ -285,7 +293,8 @@ def predict_tile(cubes: dict[str, Path], masks: dict[str, Path], checkpoint: Pat
                 out, batch_size = predict_pixels(model, meta, series, days, tiles.origin,
                                                  ref_days, bundle["pipeline"], batch_size,
                                                  num_samples,
-                                                 None if gapfill is None else gapfill.name)
+                                                 None if gapfill is None else gapfill.name,
+                                                 code)
                 hh, ww = rows.stop - rows.start, cols.stop - cols.start
                 with io_lock:
                     for name, values in out.items():
