@@ -56,6 +56,8 @@ def _cmd_extract(a: argparse.Namespace) -> None:
     options = dict(a.options or {})
     if a.product:
         options["product"] = a.product
+    if a.grid:
+        options["grid"] = Path(a.grid)
     extract_cube(fmt, sensor, a.input, a.tile, Path(a.out), bands=a.bands,
                  aoi=tuple(a.aoi) if a.aoi else None, start=a.start, end=a.end,
                  options=options)
@@ -229,11 +231,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.add_argument("--bands", nargs="*", default=None)
     s.add_argument("--format", default=None,
-                   choices=["theia", "sen2cor", "stac", "s1tiling", "openeo", "generic"],
+                   choices=["theia", "sen2cor", "stac", "s1tiling", "openeo", "generic",
+                            "landsat", "appeears"],
                    help="input format (default: theia for S2, s1tiling for S1, else generic)")
     s.add_argument("--options", type=_json, default=None,
                    help="format-specific settings as JSON (e.g. the generic band mapping)")
     s.add_argument("--product", default=None, choices=["FRE", "SRE"], help="Theia product")
+    s.add_argument("--grid", default=None,
+                   help="landsat / appeears: the tile's reference cube (its finest sensor); "
+                        "the coarse grid is aligned with it")
     s.add_argument("--aoi", nargs=4, type=float, default=None,
                    metavar=("XMIN", "YMIN", "XMAX", "YMAX"))
     s.add_argument("--start", default=None)
