@@ -251,7 +251,8 @@ def _fit(dataset: PixelDataset, model_name: str, model_cfg: dict, out_dir: Path,
                          hide_cfg["gap_probability"])
               if hide_cfg["enabled"] and getattr(model, "supports_hidden_sites", False) else None)
     sampler = BlockSampler(train_idx, budget.batch_size, shuffle=True, seed=seed,
-                           window=settings["shuffle_window"] or None)
+                           window=settings["shuffle_window"] or None,
+                           groups=dataset.sampling_groups(train_idx))
     loader = make_loader(dataset, sampler, num_workers=settings["num_workers"])
     last = budget.total_steps
     if max_epochs is not None:
