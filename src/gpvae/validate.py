@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from gpvae.errors import InputError
+from gpvae.io.readers import FORMATS
 from gpvae.io.sensors import Sensor, SensorRegistry, sensor_registry
 
 #: Model names that are baselines of the gap-filling and classification stages.
@@ -173,6 +174,13 @@ def check_inputs(cfg: dict, f: Findings, tiles: list[str], sensors: list[str],
             f.add("the generic reader needs a band mapping", f"inputs.{key}.bands",
                   f"add bands: {{<band>: <variable name>, ...}} (band of {name} -> variable"
                   f"{its})")
+    for key, section in sensor_inputs(cfg).items():
+        allowed = FORMATS.get(section.get("format", "generic"))
+        for name in sensors_of(key, section):
+            if allowed is not None and name not in allowed:
+                f.add(f"format {section['format']} reads {', '.join(allowed)}, not {name}",
+                      f"inputs.{key}.format", f"read {name} with format generic or openeo, "
+                      f"or give the {section['format']} products as inputs.{allowed[0]}")
     s1 = inputs.get("S1") or {}
     if s1.get("format") in ("openeo", "generic") and len(s1.get("orbits") or []) != 1:
         f.add(f"an {s1['format']} S1 cube holds one orbit direction, orbits lists "

@@ -117,10 +117,28 @@ def sensor_config(sensor):
     return INPUTS.get(sensor) or S1_CFG
 
 
+#: Formats of coarse sensors warped onto the tile's grid (gpvae.io.readers.WARPED), and
+#: the sensor whose cube is that grid: the finest of the others (S2 first).
+WARPED = ("landsat", "appeears")
+GRID_SENSOR = min(
+    [s for s in SENSORS if (INPUTS.get(s) or S1_CFG).get("format") not in WARPED],
+    key=lambda s: (s != "S2", REGISTRY[s].resolution_m),
+    default=None,
+)
+
+
 def sensor_input(wildcards):
-    """Products folder or cube file of one tile and sensor (none for a STAC API URL)."""
+    """Products folder or cube file of one tile and sensor (none for a STAC API URL); a
+    coarse sensor's also needs the tile's grid cube."""
     path = tile_path(sensor_config(wildcards.sensor)["path"], wildcards.tile)
-    return [] if path.startswith(("http://", "https://")) else path
+    grid = grid_cube(wildcards)
+    return ([] if path.startswith(("http://", "https://")) else [path]) + grid
+
+
+def grid_cube(wildcards):
+    """The reference cube a warped (coarse) sensor is aligned with, as a list (or [])."""
+    fmt = sensor_config(wildcards.sensor).get("format")
+    return [cube(wildcards.tile, GRID_SENSOR)] if fmt in WARPED and GRID_SENSOR else []
 
 
 def extract_args(wildcards):
@@ -141,11 +159,15 @@ def extract_args(wildcards):
         "offset",
         "sar_units",
     )
-    reader = {k: cfg[k] for k in keys if cfg.get(k) is not None}
+    reader = {k: cfg[k] for k in keys + ("reliability_invalid",) if cfg.get(k) is not None}
     if cfg["format"] != "generic":
+        kept = {"landsat": ("mask",), "appeears": ("reliability_invalid",)}
         reader = {
-            k: v for k, v in reader.items() if k in ("product", "collection", "crs")
+            k: v
+            for k, v in reader.items()
+            if k in ("product", "collection", "crs") + kept.get(cfg["format"], ())
         }
+    opts += [f"--grid {shlex.quote(g)}" for g in grid_cube(wildcards)]
     if reader:
         opts.append("--options " + shlex.quote(json.dumps(reader, sort_keys=True)))
     bands = e["bands"]
