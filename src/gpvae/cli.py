@@ -183,6 +183,30 @@ def _cmd_predict_tile(a: argparse.Namespace) -> None:
                  num_samples=a.num_samples, sensor=a.sensor, region=spec.get("region"))
 
 
+def _cmd_tile_state(a: argparse.Namespace) -> None:
+    from gpvae.data.checkpoint import read_checkpoint
+    from gpvae.evaluate.stream_tile import tile_state
+
+    _check_model(a)
+    spec = a.inputs
+    span = read_checkpoint(Path(a.checkpoint)).get("span") if a.ref_end is None else None
+    tile_state({k: Path(v) for k, v in spec["cubes"].items()},
+               {k: Path(v) for k, v in spec["masks"].items()}, Path(a.checkpoint),
+               Path(a.out), ref_days=_ref_days(a, span), year=a.year, chunk_px=a.chunk_px,
+               device=a.device, region=spec.get("region"))
+
+
+def _cmd_update_tile(a: argparse.Namespace) -> None:
+    from gpvae.evaluate.stream_tile import update_tile
+
+    _check_model(a)
+    spec = a.inputs
+    update_tile(Path(a.state), {k: Path(v) for k, v in spec["cubes"].items()},
+                {k: Path(v) for k, v in spec["masks"].items()}, Path(a.checkpoint),
+                Path(a.classifier), Path(a.out), Path(a.out_state), chunk_px=a.chunk_px,
+                device=a.device, num_samples=a.num_samples, sensor=a.sensor)
+
+
 def _cmd_metrics(a: argparse.Namespace) -> None:
     from gpvae.evaluate.merge import merge_metrics
 
@@ -362,6 +386,36 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ref_days(s)
     _add_model_check(s)
     s.set_defaults(func=_cmd_predict_tile)
+
+    s = sub.add_parser("tile-state", help="a tile's filter state (markov GP-VAEs), for "
+                       "updates with new acquisitions")
+    s.add_argument("--inputs", type=_json, required=True,
+                   help='JSON: {"cubes": {sensor: path}, "masks": {sensor: path}, "region"}')
+    s.add_argument("--checkpoint", required=True)
+    s.add_argument("--out", required=True, help="state file (netCDF)")
+    s.add_argument("--year", type=int, default=None)
+    s.add_argument("--chunk-px", type=int_or_auto, default="auto")
+    s.add_argument("--device", default="auto")
+    _add_ref_days(s)
+    _add_model_check(s)
+    s.set_defaults(func=_cmd_tile_state)
+
+    s = sub.add_parser("update-tile", help="update a tile's products and state with new "
+                       "acquisitions only")
+    s.add_argument("--state", required=True, help="the tile's state file")
+    s.add_argument("--inputs", type=_json, required=True,
+                   help='JSON: {"cubes": {sensor: path}, "masks": {sensor: path}} of the new '
+                        "acquisitions")
+    s.add_argument("--checkpoint", required=True)
+    s.add_argument("--classifier", required=True)
+    s.add_argument("--out", required=True, help="updated tile product (netCDF)")
+    s.add_argument("--out-state", required=True, help="updated state file")
+    s.add_argument("--sensor", default=None, help="gap-filled sensor (default: as the maps)")
+    s.add_argument("--chunk-px", type=int_or_auto, default="auto")
+    s.add_argument("--num-samples", type=int, default=32)
+    s.add_argument("--device", default="auto")
+    _add_model_check(s)
+    s.set_defaults(func=_cmd_update_tile)
 
     s = sub.add_parser("metrics", help="merge tidy metrics into all.csv + summaries")
     s.add_argument("--inputs", nargs="+", required=True)

@@ -141,11 +141,12 @@ def grid_cube(wildcards):
     return [cube(wildcards.tile, GRID_SENSOR)] if fmt in WARPED and GRID_SENSOR else []
 
 
-def extract_args(wildcards):
-    """Extract options for one sensor (format, reader settings, AOI, dates)."""
+def extract_args(wildcards, dates=None):
+    """Extract options for one sensor (format, reader settings, AOI, dates: extract.start /
+    end, or ``dates`` = (start, end))."""
     cfg = sensor_config(wildcards.sensor)
     e = config["extract"]
-    opts = [f"--format {cfg['format']}"] + extract_options()
+    opts = [f"--format {cfg['format']}"] + extract_options(dates)
     if config["sensors"]:
         opts.append("--sensors " + shlex.quote(json.dumps(config["sensors"])))
     keys = (
@@ -159,7 +160,9 @@ def extract_args(wildcards):
         "offset",
         "sar_units",
     )
-    reader = {k: cfg[k] for k in keys + ("reliability_invalid",) if cfg.get(k) is not None}
+    reader = {
+        k: cfg[k] for k in keys + ("reliability_invalid",) if cfg.get(k) is not None
+    }
     if cfg["format"] != "generic":
         kept = {"landsat": ("mask",), "appeears": ("reliability_invalid",)}
         reader = {
@@ -214,6 +217,30 @@ def tile_inputs(model, tile):
     }
 
 
+#: New acquisitions (workflow/rules/update.smk): models whose tile products are updated.
+UPDATE = config["update"]
+UPDATE_MODELS = [m for m in UPDATE["models"] if m in MAP_MODELS]
+
+
+def update_sensors(model):
+    """Sensors of a model that have new products (update.sensors, default all)."""
+    wanted = UPDATE["sensors"]
+    return [
+        s
+        for s in model_sensors(model)
+        if s in SENSORS and (wanted is None or s in wanted)
+    ]
+
+
+def new_inputs(model, tile):
+    """Cubes and masks of one tile's new acquisitions for the sensors of one model."""
+    sensors = update_sensors(model)
+    return {
+        "cubes": {s: f"{R}/update/cubes/{tile}/{s}.nc" for s in sensors},
+        "masks": {s: f"{R}/update/masks/{tile}/{s}.nc" for s in sensors},
+    }
+
+
 def metric_tables():
     """Every tidy metrics table and cost source the merge reads."""
     tables = [f"{R}/metrics/classification_{f}.csv" for f in FEATURES if CLASSIFY]
@@ -253,19 +280,21 @@ def all_targets():
     if MODELS:
         targets += [f"{R}/embeddings/{f}.nc" for f in FEATURES]
         targets += [f"{R}/maps/{m}/{t}.nc" for m in MAP_MODELS for t in TILES]
+        targets += [f"{R}/update/{m}/{t}.nc" for m in UPDATE_MODELS for t in TILES]
         targets += [f"{R}/metrics/all.csv"]
     return targets
 
 
-def extract_options():
+def extract_options(dates=None):
     e = config["extract"]
+    start, end = dates or (e["start"], e["end"])
     opts = []
     if e["aoi"]:
         opts.append("--aoi " + " ".join(str(v) for v in e["aoi"]))
-    if e["start"]:
-        opts.append(f"--start {e['start']}")
-    if e["end"]:
-        opts.append(f"--end {e['end']}")
+    if start:
+        opts.append(f"--start {start}")
+    if end:
+        opts.append(f"--end {end}")
     return opts
 
 

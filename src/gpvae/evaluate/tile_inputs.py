@@ -47,9 +47,10 @@ class TileInputs:
 
     ``cubes`` / ``masks``: sensor -> path; every sensor of ``sensor_bands`` needs a cube and
     all cubes must share one grid, except coarse sensors (a coarser grid in the tile's CRS,
-    gpvae.io.coarse), whose cells are read for the pixels they hold. ``span``: the training data's span rule (default calendar
-    years); ``year`` selects the span labelled with that year (None: the latest span of the
-    S2 cube, of the first sensor without S2; ``all``: the whole range of the cubes).
+    gpvae.io.coarse), whose cells are read for the pixels they hold. ``span``: the training
+    data's span rule (default calendar years); ``year`` selects the span labelled with that
+    year (None: the latest span of the S2 cube, of the first sensor without S2; ``all``: the
+    whole range of the cubes).
     """
 
     def __init__(self, cubes: dict[str, Path], masks: dict[str, Path],
