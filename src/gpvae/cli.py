@@ -97,7 +97,8 @@ def _cmd_train(a: argparse.Namespace) -> None:
     from gpvae.train.loop import train_and_publish
 
     train_and_publish(Path(a.pixels), a.model, a.model_config, Path(a.out), device=a.device,
-                      resume=not a.no_resume, max_epochs=a.max_epochs)
+                      resume=not a.no_resume, max_epochs=a.max_epochs,
+                      init_from=Path(a.init_from) if a.init_from else None)
 
 
 def _ref_days(a: argparse.Namespace, span: tuple[float, float] | None):
@@ -299,6 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto")
     s.add_argument("--no-resume", action="store_true")
     s.add_argument("--max-epochs", type=int, default=None)
+    s.add_argument("--init-from", default=None,
+                   help="checkpoint of the trained model this one adds sensors to (only the "
+                        "new sensors' encoder, decoder, likelihood and date effects train)")
     s.set_defaults(func=_cmd_train)
 
     s = sub.add_parser("embed", help="latent embeddings at reference dates (or raw features)")

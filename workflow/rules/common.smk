@@ -98,7 +98,20 @@ TRANSFER_KINDS = [
     k for k in ("region", "year") if k in config["downstream"]["protocols"]
 ]
 _transfer = config["downstream"]["transfer_models"]
-TRANSFER_MODELS = [m for m in MODELS if _transfer is None or m in _transfer]
+TRANSFER_MODELS = [
+    m
+    for m in MODELS
+    if (_transfer is None or m in _transfer)
+    and not config["models"][m].get("init_from")
+]
+
+
+def init_checkpoint(model):
+    """The trained model a model adds sensors to (models.<name>.init_from), as a list."""
+    base = config["models"][model].get("init_from")
+    return [f"{R}/models/{base}/best.pt"] if base else []
+
+
 PREDICT = config["predict"]
 MAP_MODELS = (
     [m for m in MODELS if m in (PREDICT["models"] or MODELS)]

@@ -309,11 +309,13 @@ class PixelDataset(Dataset):
         """Code each sample's region as in ``summary`` (a model's regions; -1 = unseen)."""
         self.region_codes = summary.region_codes(self.regions)
 
-    def summary(self, split: str = "train", block: int = 4096) -> DataSummary:
-        """:class:`DataSummary` of ``split``: the dataset's regions, per sensor the (region,
-        acquisition day) keys of the dates observed there, and its number of samples."""
+    def summary(self, split: str = "train", block: int = 4096,
+                regions: list[str] | None = None) -> DataSummary:
+        """:class:`DataSummary` of ``split``: the dataset's regions (or ``regions``: codes
+        are positions in it), per sensor the (region, acquisition day) keys of the dates
+        observed there, and its number of samples."""
         idx = self.indices(split)
-        regions = sorted(set(self.regions.tolist()))
+        regions = sorted(set(self.regions.tolist())) if regions is None else list(regions)
         codes = DataSummary(regions).region_codes(self.regions)
         keys = {}
         for s in self.sensor_bands:
