@@ -58,8 +58,8 @@ def cells_of(fine: Grid, coarse: Grid, rows: np.ndarray, cols: np.ndarray
                          fix="extract the coarse sensor on the tile's grid (format landsat / "
                          "appeears warp it), or warp the cube to the tile's CRS")
     ft, ct = fine[1], coarse[1]
-    x, y = ft * (np.asarray(cols, np.float64) + 0.5, np.asarray(rows, np.float64) + 0.5)
-    c, r = ~ct * (x, y)
+    x, y = ft @ (np.asarray(cols, np.float64) + 0.5, np.asarray(rows, np.float64) + 0.5)
+    c, r = ~ct @ (x, y)
     r, c = np.floor(r).astype(np.int64), np.floor(c).astype(np.int64)
     inside = (r >= 0) & (r < coarse[2]) & (c >= 0) & (c < coarse[3])
     return np.where(inside, r, 0), np.where(inside, c, 0), inside

@@ -6,8 +6,8 @@ seasonal features) and its normalisation and data summary for the old sensors; e
 of the old sensors and the prior stays frozen, and only the new sensors' encoder, decoder,
 likelihood and date effects are trained. The latent space is the trained model's (its
 decoders are frozen), so classifiers and products built on it keep working, and the new
-sensor's sites only add information. The new encoders start with very wide sites
-(:data:`NEW_SITE_VAR`): at step 0 the new model's posterior is the old one's.
+sensor's sites only add information. The new encoders start with wide, zero-mean sites
+(:data:`NEW_SITE_VAR`): at step 0 the new model's posterior is close to the old one's.
 """
 
 from __future__ import annotations
@@ -30,9 +30,11 @@ log = logging.getLogger(__name__)
 #: Model settings an added-sensor model may change; every other one must be the trained
 #: model's (its latent space, prior and decoders are reused as they are).
 FREE_KEYS = INIT_FROM_FREE_KEYS
-#: Initial site variance of a new sensor's encoder (latent units: the prior's is ~2): its
-#: sites carry almost no information until training makes them useful.
-NEW_SITE_VAR = 100.0
+#: Initial site variance of a new sensor's encoder (latent units: the prior's is ~2), with
+#: site means 0: its first sites carry little information (and no noise) until training
+#: makes them useful. Wider would be safer at step 0 but slower to learn: the variance is a
+#: softplus, which Adam moves by about the learning rate per step.
+NEW_SITE_VAR = 10.0
 #: Module prefixes of one sensor's trainable parts.
 SENSOR_PARTS = ("encoders", "decoders", "likelihoods", "date_effects")
 
@@ -129,9 +131,11 @@ def start_from(model: torch.nn.Module, base: BaseModel) -> None:
                          field="model_state", fix="train the base model with this gpvae "
                          "version, or train the new model from scratch (no init_from)")
     with torch.no_grad():
-        for s in added:
+        for s in added:  # sites N(0; z, NEW_SITE_VAR) whatever the input at first
             head = model.encoders[s].head.linear
             latent = head.out_features // 2
+            head.weight.zero_()
+            head.bias[:latent] = 0.0
             head.bias[latent:] = math.log(math.expm1(NEW_SITE_VAR))
     log.info("added sensors %s to %s (%s): its other weights loaded and frozen", added,
              base.name, base.path)
