@@ -35,7 +35,7 @@ def coarse_grid(fine: Grid, resolution_m: float) -> Grid:
     and column may overhang it)."""
     crs, transform, h, w = fine
     k = max(1, int(round(float(resolution_m) / pixel_size(transform))))
-    coarse = transform * affine.Affine.scale(k)
+    coarse = transform @ affine.Affine.scale(k)
     return crs, coarse, math.ceil(h / k), math.ceil(w / k)
 
 

@@ -98,7 +98,7 @@ def write_landsat(cfg: SceneConfig, tile: str, land: object, root: Path,
     nrng = rng_for(cfg.seed, tile, "landsat_noise")
     cover = clouds.cloud_cover(doy, weather.rain_at(gpvae.to_days(acq.times)),
                                cfg.cloud_cover_mean, crng)
-    transform = tile_transform(tcfg) * affine.Affine.scale(FACTOR) * affine.Affine.translation(
+    transform = tile_transform(tcfg) @ affine.Affine.scale(FACTOR) @ affine.Affine.translation(
         -MARGIN, -MARGIN)
     index = [S2_BANDS.index(FROM_S2[b]) for b in FROM_S2]
     log.info("%s: writing %d Landsat 8/9 products", tile, len(acq))
