@@ -484,7 +484,7 @@ def test_cancelled_training_is_resumed_from_its_checkpoint(slurm_run: SlurmRun) 
     assert states[slurm_run.cancelled_job].startswith("CANCELLED")
     assert "COMPLETED" in states.values()
     log = (slurm_run.slurm / "results" / "logs" / "train" / "m2.log").read_text()
-    assert re.search(r"resuming m2 from .*checkpoint\.pt \(epoch [1-9]", log), log[-2000:]
+    assert re.search(r"resuming m2 from .*checkpoint\.pt \((step|epoch) [1-9]", log), log[-2000:]
     with open(slurm_run.slurm / "results" / "models" / "m2" / "metrics.csv") as f:
         epochs = sorted({int(r["epoch"]) for r in csv.DictReader(f)})
     assert epochs == list(range(1, LONG_EPOCHS + 1))
