@@ -1,7 +1,7 @@
 """The multi-source, update and add-sensor examples through the pipeline, at tiny size
-(one 32 x 32 px tile, one year, 2 epochs): Landsat and MODIS products read and fused, a
-tile's products updated from new acquisitions only (equal to a recomputation over all
-dates), a sensor added to a trained model with the rest frozen."""
+(one 32 x 32 px tile, one year, two training passes: test_examples.TEST_TRAIN): Landsat and
+MODIS products read and fused, a tile's products updated from new acquisitions only (equal to
+a recomputation over all dates), a sensor added to a trained model with the rest frozen."""
 
 from __future__ import annotations
 
@@ -24,17 +24,17 @@ from gpvae.preprocess.mask import compute_mask
 pytestmark = pytest.mark.slow
 
 TILE = "T31TCJ"
-TINY_TRAIN = {"epochs": 2, "batch_size": 64}
 
 
 def tiny(name: str, **scene) -> dict:
-    """An example config at test size: one tile, one 32 px year, small models."""
+    """An example config at test size: one tile, one 32 px year, small models trained for
+    two passes (set by :func:`test_examples.example`)."""
     cfg = example(name)
     cfg["tiles"] = [TILE]
     cfg["scene"].update(size_px=32, years=[2022], seed=7, **scene)
     cfg["sample"].update(per_class=20, per_parcel_cap=8, erosion_px=0)
     for m in cfg["models"].values():
-        m.update(latent_dim=4, hidden=16, train=dict(TINY_TRAIN))
+        m.update(latent_dim=4, hidden=16)
     return cfg
 
 

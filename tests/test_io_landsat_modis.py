@@ -5,7 +5,6 @@ sample stage and tile maps read each 10 m pixel's cell."""
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -75,7 +74,7 @@ def test_products_follow_the_real_layouts(scene):
 def test_landsat_cube_is_the_30m_mean_of_the_surface(scene):
     cfg, root, cubes = scene
     s2, ls = open_cube(cubes["S2"]), open_cube(cubes["LANDSAT"])
-    (_, t2, h2, w2), (_, t30, h30, w30) = cube_grid(s2), cube_grid(ls)
+    (_, t2, _, _), (_, t30, h30, w30) = cube_grid(s2), cube_grid(ls)
     assert (t30.a, t30.c, t30.f) == (30.0, t2.c, t2.f) and (h30, w30) == (11, 11)
     assert ls.attrs["quality_kind"] == "boolean"
     assert set(ls["platform"].values) == {"LANDSAT_8", "LANDSAT_9"}
