@@ -64,7 +64,6 @@ def run(num_past: int, args: argparse.Namespace) -> dict:
     t, mask, sm, sv, ref = problem(num_past, args.new, args.batch, args.latent)
     old = torch.zeros_like(mask)
     old[:, :num_past] = True
-    new = ~old
     with torch.no_grad():
         state, _ = stream_update(prior, empty_state(prior, args.batch, ref.shape[1]), ref,
                                  t, mask & old, sm, sv)

@@ -170,42 +170,48 @@ def _cmd_classify(a: argparse.Namespace) -> None:
              transfer=transfer)
 
 
-def _cmd_predict_tile(a: argparse.Namespace) -> None:
-    from gpvae.data.checkpoint import read_checkpoint
-    from gpvae.evaluate.tile import predict_tile
-
+def _tile_files(a: argparse.Namespace) -> tuple[dict[str, Path], dict[str, Path]]:
+    """The checked model's tile inputs of a tile command: (cubes, masks) per sensor."""
     _check_model(a)
     spec = a.inputs
+    return ({k: Path(v) for k, v in spec["cubes"].items()},
+            {k: Path(v) for k, v in spec["masks"].items()})
+
+
+def _tile_ref_days(a: argparse.Namespace):
+    """Reference days of a tile command (the checkpoint's span when --ref-end is not set)."""
+    from gpvae.data.checkpoint import read_checkpoint
+
     span = read_checkpoint(Path(a.checkpoint)).get("span") if a.ref_end is None else None
-    predict_tile({k: Path(v) for k, v in spec["cubes"].items()},
-                 {k: Path(v) for k, v in spec["masks"].items()}, Path(a.checkpoint),
-                 Path(a.classifier), Path(a.out), ref_days=_ref_days(a, span), year=a.year,
-                 chunk_px=a.chunk_px, device=a.device, batch_size=a.batch_size,
-                 num_samples=a.num_samples, sensor=a.sensor, region=spec.get("region"))
+    return _ref_days(a, span)
+
+
+def _cmd_predict_tile(a: argparse.Namespace) -> None:
+    from gpvae.evaluate.tile import predict_tile
+
+    cubes, masks = _tile_files(a)
+    predict_tile(cubes, masks, Path(a.checkpoint), Path(a.classifier), Path(a.out),
+                 ref_days=_tile_ref_days(a), year=a.year, chunk_px=a.chunk_px,
+                 device=a.device, batch_size=a.batch_size, num_samples=a.num_samples,
+                 sensor=a.sensor, region=a.inputs.get("region"))
 
 
 def _cmd_tile_state(a: argparse.Namespace) -> None:
-    from gpvae.data.checkpoint import read_checkpoint
     from gpvae.evaluate.stream_tile import tile_state
 
-    _check_model(a)
-    spec = a.inputs
-    span = read_checkpoint(Path(a.checkpoint)).get("span") if a.ref_end is None else None
-    tile_state({k: Path(v) for k, v in spec["cubes"].items()},
-               {k: Path(v) for k, v in spec["masks"].items()}, Path(a.checkpoint),
-               Path(a.out), ref_days=_ref_days(a, span), year=a.year, chunk_px=a.chunk_px,
-               device=a.device, region=spec.get("region"))
+    cubes, masks = _tile_files(a)
+    tile_state(cubes, masks, Path(a.checkpoint), Path(a.out), ref_days=_tile_ref_days(a),
+               year=a.year, chunk_px=a.chunk_px, device=a.device,
+               region=a.inputs.get("region"))
 
 
 def _cmd_update_tile(a: argparse.Namespace) -> None:
     from gpvae.evaluate.stream_tile import update_tile
 
-    _check_model(a)
-    spec = a.inputs
-    update_tile(Path(a.state), {k: Path(v) for k, v in spec["cubes"].items()},
-                {k: Path(v) for k, v in spec["masks"].items()}, Path(a.checkpoint),
-                Path(a.classifier), Path(a.out), Path(a.out_state), chunk_px=a.chunk_px,
-                device=a.device, num_samples=a.num_samples, sensor=a.sensor)
+    cubes, masks = _tile_files(a)
+    update_tile(Path(a.state), cubes, masks, Path(a.checkpoint), Path(a.classifier),
+                Path(a.out), Path(a.out_state), chunk_px=a.chunk_px, device=a.device,
+                num_samples=a.num_samples, sensor=a.sensor)
 
 
 def _cmd_metrics(a: argparse.Namespace) -> None:

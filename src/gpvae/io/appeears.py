@@ -35,7 +35,7 @@ from gpvae.io.geotiff import raster_grid, write_geotiff
 from gpvae.io.quality import MaskRule, MaskRules
 from gpvae.io.sensors import Sensor, builtin
 from gpvae.io.warp import warp_band
-from gpvae.io.window import aoi_window, in_date_range, window_transform
+from gpvae.io.window import aoi_window, select_dates, window_transform
 
 log = logging.getLogger(__name__)
 
@@ -185,11 +185,8 @@ def extract_appeears(src: Path, tile: str, out: Path, *, sensor: Sensor | str = 
         raise InputError(f"bands {unknown} of {sensor.name} have no AppEEARS MOD13Q1 layer",
                          field="extract.bands", fix=f"use bands among {list(LAYERS)}")
     composites = find_composites(src)
-    keep = in_date_range(np.array([c.date for c in composites]), start, end)
-    composites = [c for c, k in zip(composites, keep, strict=True) if k]
-    if not composites:
-        raise InputError(f"no MODIS composite between {start} and {end}", file=src,
-                         field="start/end", fix="widen the date range")
+    composites = select_dates(composites, [c.date for c in composites], start, end,
+                              what="MODIS composite", file=src)
     target = _grid(sensor, grid, next(iter(composites[0].files.values())), aoi)
     invalid = tuple(int(v) for v in (RELIABILITY_INVALID if reliability_invalid is None
                                      else reliability_invalid))

@@ -40,7 +40,7 @@ from gpvae.io.geotiff import write_geotiff
 from gpvae.io.quality import MaskRules
 from gpvae.io.sensors import Sensor, builtin
 from gpvae.io.warp import warp_band
-from gpvae.io.window import aoi_window, in_date_range, window_transform
+from gpvae.io.window import aoi_window, select_dates, window_transform
 
 log = logging.getLogger(__name__)
 
@@ -282,11 +282,8 @@ def extract_landsat(src: Path, tile: str, out: Path, *, sensor: Sensor | str = "
                                                  if b.startswith("SR_B")]
     rules = MaskRules.from_config(mask or default_rules(names), file=src)
     products = find_landsat_products(src)
-    keep = in_date_range(np.array([p.acquired for p in products]), start, end)
-    products = [p for p, k in zip(products, keep, strict=True) if k]
-    if not products:
-        raise InputError(f"no Landsat product between {start} and {end}", file=src,
-                         field="start/end", fix="widen the date range")
+    products = select_dates(products, [p.acquired for p in products], start, end,
+                            what="Landsat product", file=src)
     target = tile_grid(sensor, grid, products[0], aoi)
     if grid is not None and aoi is not None:
         win = aoi_window(aoi, target[1], target[2], target[3], align=1, file=grid)
