@@ -2,8 +2,9 @@
 
 The markov prior's state of B pixels (L latents, Matern-3/2: state dimension 2) after T past
 dates (one every 5 days: the S2 revisit) with reference dates every 10 days over the whole
-span; then N new dates arrive (default 6: a month of S2) and the reference dates are extended
-over them. Timed (median of --repeats, torch threads as set by OMP_NUM_THREADS):
+span (or, --ref-span, the last days only: a year's products); then N new dates arrive
+(default 6: a month of S2) and the reference dates are extended over them. Timed (median of
+--repeats, torch threads as set by OMP_NUM_THREADS):
 
 - update: :func:`gpvae.models.priors.streaming.stream_update` from the saved state (forward
   filter over the new dates, backward pass over them only, past reference dates revised
@@ -16,7 +17,7 @@ printed; tests/test_streaming.py asserts it). The encoder's cost (one pass per d
 out of both: it also scales with N for an update and with T + N for a recomputation.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_update.py
-    OMP_NUM_THREADS=1 python benchmarks/bench_update.py --T 73 365 1460 --batch 1024
+    OMP_NUM_THREADS=1 python benchmarks/bench_update.py --ref-span 365   # a year's products
 """
 
 from __future__ import annotations
@@ -35,8 +36,10 @@ CADENCE = 5.0  # days between dates
 REF_STEP = 10.0  # days between reference dates
 
 
-def problem(num_past: int, num_new: int, batch: int, latent: int, seed: int = 0):
-    """Dates, sites and reference dates of ``batch`` pixels (float64)."""
+def problem(num_past: int, num_new: int, batch: int, latent: int, ref_span: float | None,
+            seed: int = 0):
+    """Dates, sites and reference dates of ``batch`` pixels (float64); reference dates over
+    the last ``ref_span`` days (None: the whole span)."""
     g = torch.Generator().manual_seed(seed)
     n = num_past + num_new
     t = (torch.arange(n, dtype=torch.float64) * CADENCE).expand(batch, n).clone()
@@ -44,7 +47,9 @@ def problem(num_past: int, num_new: int, batch: int, latent: int, seed: int = 0)
     mask = torch.rand(batch, n, generator=g) > 0.4  # clouds
     site_mean = torch.randn(batch, n, latent, generator=g, dtype=torch.float64)
     site_var = torch.rand(batch, n, latent, generator=g, dtype=torch.float64) * 0.5 + 0.05
-    ref = torch.arange(0.0, float(t.max()) + REF_STEP, REF_STEP, dtype=torch.float64)
+    last = float(t.max())
+    first = 0.0 if ref_span is None else max(0.0, last - ref_span)
+    ref = torch.arange(first, last + REF_STEP, REF_STEP, dtype=torch.float64)
     return t, mask, site_mean, site_var, ref.expand(batch, ref.numel()).clone()
 
 
@@ -61,7 +66,8 @@ def run(num_past: int, args: argparse.Namespace) -> dict:
     torch.manual_seed(0)
     kernel = make_kernel("matern32", args.latent, lengthscale=30.0, outputscale=1.0)
     prior = MarkovGPPrior(kernel).double()
-    t, mask, sm, sv, ref = problem(num_past, args.new, args.batch, args.latent)
+    t, mask, sm, sv, ref = problem(num_past, args.new, args.batch, args.latent,
+                                  args.ref_span)
     old = torch.zeros_like(mask)
     old[:, :num_past] = True
     with torch.no_grad():
@@ -93,6 +99,8 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=256, help="pixels")
     p.add_argument("--latent", type=int, default=8)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--ref-span", type=float, default=None,
+                   help="reference dates over the last N days only (default: the whole span)")
     args = p.parse_args()
     rows = [run(n, args) for n in args.T]
     cols = list(rows[0])
@@ -102,7 +110,8 @@ def main() -> None:
         print("| " + " | ".join(str(r[c]) for c in cols) + " |")
     print(f"\n{args.batch} pixels, {args.latent} latents (Matern-3/2), torch "
           f"{torch.__version__}, {torch.get_num_threads()} thread(s), median of "
-          f"{args.repeats}")
+          f"{args.repeats}; reference dates every {REF_STEP:g} days over "
+          f"{'the whole span' if args.ref_span is None else f'the last {args.ref_span:g} days'}")
 
 
 if __name__ == "__main__":
