@@ -27,6 +27,7 @@ include: "workflow/rules/embed.smk"
 include: "workflow/rules/gapfill.smk"
 include: "workflow/rules/downstream.smk"
 include: "workflow/rules/predict.smk"
+include: "workflow/rules/update.smk"
 include: "workflow/rules/metrics.smk"
 include: "workflow/rules/report.smk"
 

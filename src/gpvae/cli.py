@@ -56,6 +56,8 @@ def _cmd_extract(a: argparse.Namespace) -> None:
     options = dict(a.options or {})
     if a.product:
         options["product"] = a.product
+    if a.grid:
+        options["grid"] = Path(a.grid)
     extract_cube(fmt, sensor, a.input, a.tile, Path(a.out), bands=a.bands,
                  aoi=tuple(a.aoi) if a.aoi else None, start=a.start, end=a.end,
                  options=options)
@@ -95,7 +97,8 @@ def _cmd_train(a: argparse.Namespace) -> None:
     from gpvae.train.loop import train_and_publish
 
     train_and_publish(Path(a.pixels), a.model, a.model_config, Path(a.out), device=a.device,
-                      resume=not a.no_resume, max_epochs=a.max_epochs)
+                      resume=not a.no_resume, max_epochs=a.max_epochs,
+                      init_from=Path(a.init_from) if a.init_from else None)
 
 
 def _ref_days(a: argparse.Namespace, span: tuple[float, float] | None):
@@ -167,18 +170,48 @@ def _cmd_classify(a: argparse.Namespace) -> None:
              transfer=transfer)
 
 
-def _cmd_predict_tile(a: argparse.Namespace) -> None:
-    from gpvae.data.checkpoint import read_checkpoint
-    from gpvae.evaluate.tile import predict_tile
-
+def _tile_files(a: argparse.Namespace) -> tuple[dict[str, Path], dict[str, Path]]:
+    """The checked model's tile inputs of a tile command: (cubes, masks) per sensor."""
     _check_model(a)
     spec = a.inputs
+    return ({k: Path(v) for k, v in spec["cubes"].items()},
+            {k: Path(v) for k, v in spec["masks"].items()})
+
+
+def _tile_ref_days(a: argparse.Namespace):
+    """Reference days of a tile command (the checkpoint's span when --ref-end is not set)."""
+    from gpvae.data.checkpoint import read_checkpoint
+
     span = read_checkpoint(Path(a.checkpoint)).get("span") if a.ref_end is None else None
-    predict_tile({k: Path(v) for k, v in spec["cubes"].items()},
-                 {k: Path(v) for k, v in spec["masks"].items()}, Path(a.checkpoint),
-                 Path(a.classifier), Path(a.out), ref_days=_ref_days(a, span), year=a.year,
-                 chunk_px=a.chunk_px, device=a.device, batch_size=a.batch_size,
-                 num_samples=a.num_samples, sensor=a.sensor, region=spec.get("region"))
+    return _ref_days(a, span)
+
+
+def _cmd_predict_tile(a: argparse.Namespace) -> None:
+    from gpvae.evaluate.tile import predict_tile
+
+    cubes, masks = _tile_files(a)
+    predict_tile(cubes, masks, Path(a.checkpoint), Path(a.classifier), Path(a.out),
+                 ref_days=_tile_ref_days(a), year=a.year, chunk_px=a.chunk_px,
+                 device=a.device, batch_size=a.batch_size, num_samples=a.num_samples,
+                 sensor=a.sensor, region=a.inputs.get("region"))
+
+
+def _cmd_tile_state(a: argparse.Namespace) -> None:
+    from gpvae.evaluate.stream_tile import tile_state
+
+    cubes, masks = _tile_files(a)
+    tile_state(cubes, masks, Path(a.checkpoint), Path(a.out), ref_days=_tile_ref_days(a),
+               year=a.year, chunk_px=a.chunk_px, device=a.device,
+               region=a.inputs.get("region"))
+
+
+def _cmd_update_tile(a: argparse.Namespace) -> None:
+    from gpvae.evaluate.stream_tile import update_tile
+
+    cubes, masks = _tile_files(a)
+    update_tile(Path(a.state), cubes, masks, Path(a.checkpoint), Path(a.classifier),
+                Path(a.out), Path(a.out_state), chunk_px=a.chunk_px, device=a.device,
+                num_samples=a.num_samples, sensor=a.sensor)
 
 
 def _cmd_metrics(a: argparse.Namespace) -> None:
@@ -229,11 +262,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.add_argument("--bands", nargs="*", default=None)
     s.add_argument("--format", default=None,
-                   choices=["theia", "sen2cor", "stac", "s1tiling", "openeo", "generic"],
+                   choices=["theia", "sen2cor", "stac", "s1tiling", "openeo", "generic",
+                            "landsat", "appeears"],
                    help="input format (default: theia for S2, s1tiling for S1, else generic)")
     s.add_argument("--options", type=_json, default=None,
                    help="format-specific settings as JSON (e.g. the generic band mapping)")
     s.add_argument("--product", default=None, choices=["FRE", "SRE"], help="Theia product")
+    s.add_argument("--grid", default=None,
+                   help="landsat / appeears: the tile's reference cube (its finest sensor); "
+                        "the coarse grid is aligned with it")
     s.add_argument("--aoi", nargs=4, type=float, default=None,
                    metavar=("XMIN", "YMIN", "XMAX", "YMAX"))
     s.add_argument("--start", default=None)
@@ -269,6 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto")
     s.add_argument("--no-resume", action="store_true")
     s.add_argument("--max-epochs", type=int, default=None)
+    s.add_argument("--init-from", default=None,
+                   help="checkpoint of the trained model this one adds sensors to (only the "
+                        "new sensors' encoder, decoder, likelihood and date effects train)")
     s.set_defaults(func=_cmd_train)
 
     s = sub.add_parser("embed", help="latent embeddings at reference dates (or raw features)")
@@ -356,6 +396,36 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ref_days(s)
     _add_model_check(s)
     s.set_defaults(func=_cmd_predict_tile)
+
+    s = sub.add_parser("tile-state", help="a tile's filter state (markov GP-VAEs), for "
+                       "updates with new acquisitions")
+    s.add_argument("--inputs", type=_json, required=True,
+                   help='JSON: {"cubes": {sensor: path}, "masks": {sensor: path}, "region"}')
+    s.add_argument("--checkpoint", required=True)
+    s.add_argument("--out", required=True, help="state file (netCDF)")
+    s.add_argument("--year", type=int, default=None)
+    s.add_argument("--chunk-px", type=int_or_auto, default="auto")
+    s.add_argument("--device", default="auto")
+    _add_ref_days(s)
+    _add_model_check(s)
+    s.set_defaults(func=_cmd_tile_state)
+
+    s = sub.add_parser("update-tile", help="update a tile's products and state with new "
+                       "acquisitions only")
+    s.add_argument("--state", required=True, help="the tile's state file")
+    s.add_argument("--inputs", type=_json, required=True,
+                   help='JSON: {"cubes": {sensor: path}, "masks": {sensor: path}} of the new '
+                        "acquisitions")
+    s.add_argument("--checkpoint", required=True)
+    s.add_argument("--classifier", required=True)
+    s.add_argument("--out", required=True, help="updated tile product (netCDF)")
+    s.add_argument("--out-state", required=True, help="updated state file")
+    s.add_argument("--sensor", default=None, help="gap-filled sensor (default: as the maps)")
+    s.add_argument("--chunk-px", type=int_or_auto, default="auto")
+    s.add_argument("--num-samples", type=int, default=32)
+    s.add_argument("--device", default="auto")
+    _add_model_check(s)
+    s.set_defaults(func=_cmd_update_tile)
 
     s = sub.add_parser("metrics", help="merge tidy metrics into all.csv + summaries")
     s.add_argument("--inputs", nargs="+", required=True)

@@ -23,6 +23,10 @@ from gpvae.errors import InputError
 DEFAULT_SCHEMA = Path(__file__).resolve().parent / "schema" / "config.schema.yaml"
 
 
+#: Model settings a model that adds sensors to a trained one (``init_from``) may change;
+#: every other one must be the trained model's (gpvae.train.add_sensor).
+INIT_FROM_FREE_KEYS = ("sensors", "bands", "train", "description", "init_from")
+
 def _with_defaults(validator_class: type) -> type:
     """Extend a jsonschema validator so that ``default`` values are filled in (jsonschema FAQ)."""
     validate_properties = validator_class.VALIDATORS["properties"]

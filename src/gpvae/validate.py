@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from gpvae.errors import InputError
+from gpvae.io.readers import FORMATS
 from gpvae.io.sensors import Sensor, SensorRegistry, sensor_registry
 
 #: Model names that are baselines of the gap-filling and classification stages.
@@ -173,6 +174,13 @@ def check_inputs(cfg: dict, f: Findings, tiles: list[str], sensors: list[str],
             f.add("the generic reader needs a band mapping", f"inputs.{key}.bands",
                   f"add bands: {{<band>: <variable name>, ...}} (band of {name} -> variable"
                   f"{its})")
+    for key, section in sensor_inputs(cfg).items():
+        allowed = FORMATS.get(section.get("format", "generic"))
+        for name in sensors_of(key, section):
+            if allowed is not None and name not in allowed:
+                f.add(f"format {section['format']} reads {', '.join(allowed)}, not {name}",
+                      f"inputs.{key}.format", f"read {name} with format generic or openeo, "
+                      f"or give the {section['format']} products as inputs.{allowed[0]}")
     s1 = inputs.get("S1") or {}
     if s1.get("format") in ("openeo", "generic") and len(s1.get("orbits") or []) != 1:
         f.add(f"an {s1['format']} S1 cube holds one orbit direction, orbits lists "
@@ -365,6 +373,84 @@ def check_ranges(cfg: dict, f: Findings) -> None:
     if gaps[0] > gaps[1]:
         f.add(f"gap_days {gaps} is not [shortest, longest]", "gapfill.gap_days",
               "give the shorter length first")
+
+
+def check_init_from(cfg: dict, f: Findings) -> None:
+    """``models.<name>.init_from``: another GP-VAE of ``models``, no cycle, the same
+    settings but for the sensors (:data:`gpvae.config.INIT_FROM_FREE_KEYS`), every sensor of
+    the trained model kept and one more."""
+    from gpvae.config import INIT_FROM_FREE_KEYS as FREE_KEYS
+    from gpvae.config import defaults
+
+    models = cfg.get("models") or {}
+    base_defaults = defaults("#/definitions/model")
+    for name, model in models.items():
+        base_name = model.get("init_from")
+        if not base_name:
+            continue
+        field = f"models.{name}.init_from"
+        if base_name not in models or base_name == name:
+            f.add(f"init_from names {base_name!r}, not another model of models",
+                  field, f"name one of {sorted(set(models) - {name})}")
+            continue
+        seen, cur = {name}, base_name
+        while cur and cur not in seen:  # chains are fine, cycles are not
+            seen.add(cur)
+            cur = (models.get(cur) or {}).get("init_from")
+        if cur:
+            f.add(f"init_from of {name} leads back to {cur} (a cycle)", field,
+                  "make one model of the chain train from scratch")
+            continue
+        new, old = {**base_defaults, **model}, {**base_defaults, **models[base_name]}
+        for key in sorted(set(new) | set(old)):
+            if key not in FREE_KEYS and new.get(key) != old.get(key):
+                f.add(f"model {name} adds sensors to {base_name} but its {key} "
+                      f"({new.get(key)!r}) differs from {base_name}'s ({old.get(key)!r})",
+                      f"models.{name}.{key}", f"give {key} the value of {base_name} (or "
+                      "drop init_from to train from scratch)")
+        if new["type"] != "gpvae":
+            f.add(f"init_from needs GP-VAEs (model {name} is {new['type']})", field,
+                  "use init_from with type: gpvae models")
+        old_s, new_s = old.get("sensors"), new.get("sensors")
+        if not old_s or not new_s or not set(old_s) < set(new_s):
+            f.add(f"model {name} must read every sensor of {base_name} ({old_s or 'all'}) "
+                  f"and at least one more (it reads {new_s or 'all'})",
+                  f"models.{name}.sensors", f"list {base_name}'s sensors plus the new ones")
+
+
+def check_update(cfg: dict, f: Findings, sensors: list[str]) -> None:
+    """``update``: markov GP-VAEs of ``models``, a start date after ``extract.end``, known
+    sensors."""
+    up = cfg.get("update") or {}
+    names = up.get("models") or []
+    if not names:
+        return
+    models = cfg.get("models") or {}
+    for name in names:
+        model = models.get(name)
+        if model is None:
+            f.add(f"update.models names unknown model {name!r}", "update.models",
+                  f"use names among {sorted(models)}")
+        elif (model.get("type", "gpvae"), model.get("prior", "markov")) != ("gpvae", "markov"):
+            f.add(f"model {name} is not a markov GP-VAE: only the markov prior updates with "
+                  "new acquisitions", "update.models",
+                  "list GP-VAEs with prior: markov (or recompute the maps)")
+    start = _date(up.get("start"), "update.start", f)
+    end = _date(cfg.get("extract", {}).get("end"), "extract.end", f)
+    if start is None:
+        f.add("update.models is set but update.start is not", "update.start",
+              "give the first day of the new acquisitions (YYYY-MM-DD)")
+    elif end is None or end >= start:
+        f.add(f"the base cubes must end before the new acquisitions (extract.end "
+              f"{cfg.get('extract', {}).get('end')}, update.start {up.get('start')})",
+              "extract.end", "set extract.end before update.start")
+    for s in up.get("sensors") or []:
+        if s not in sensors:
+            f.add(f"update.sensors names {s}, not a sensor of the inputs ({sensors})",
+                  "update.sensors", "name sensors of the inputs")
+    if not (cfg.get("predict") or {}).get("enabled", True):
+        f.warnings.append("update.models is set but predict.enabled is false: no tile "
+                          "product to update. Fix: enable predict")
 
 
 def classifies(cfg: dict) -> bool:
@@ -628,6 +714,8 @@ def startup_checks(cfg: dict, *, sensors: list[str], tiles: list[str],
     check_ranges(cfg, f)
     tb = check_table(cfg, f, registry)
     check_models(cfg, f, sensors, tb, registry)
+    check_init_from(cfg, f)
+    check_update(cfg, f, sensors)
     check_protocols(cfg, f, tiles, sensors, tb, registry)
     check_parcels(cfg, f, tiles)
     for p in f.problems:

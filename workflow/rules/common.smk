@@ -98,7 +98,20 @@ TRANSFER_KINDS = [
     k for k in ("region", "year") if k in config["downstream"]["protocols"]
 ]
 _transfer = config["downstream"]["transfer_models"]
-TRANSFER_MODELS = [m for m in MODELS if _transfer is None or m in _transfer]
+TRANSFER_MODELS = [
+    m
+    for m in MODELS
+    if (_transfer is None or m in _transfer)
+    and not config["models"][m].get("init_from")
+]
+
+
+def init_checkpoint(model):
+    """The trained model a model adds sensors to (models.<name>.init_from), as a list."""
+    base = config["models"][model].get("init_from")
+    return [f"{R}/models/{base}/best.pt"] if base else []
+
+
 PREDICT = config["predict"]
 MAP_MODELS = (
     [m for m in MODELS if m in (PREDICT["models"] or MODELS)]
@@ -117,17 +130,36 @@ def sensor_config(sensor):
     return INPUTS.get(sensor) or S1_CFG
 
 
+#: Formats of coarse sensors warped onto the tile's grid (gpvae.io.readers.WARPED), and
+#: the sensor whose cube is that grid: the finest of the others (S2 first).
+WARPED = ("landsat", "appeears")
+GRID_SENSOR = min(
+    [s for s in SENSORS if (INPUTS.get(s) or S1_CFG).get("format") not in WARPED],
+    key=lambda s: (s != "S2", REGISTRY[s].resolution_m),
+    default=None,
+)
+
+
 def sensor_input(wildcards):
-    """Products folder or cube file of one tile and sensor (none for a STAC API URL)."""
+    """Products folder or cube file of one tile and sensor (none for a STAC API URL); a
+    coarse sensor's also needs the tile's grid cube."""
     path = tile_path(sensor_config(wildcards.sensor)["path"], wildcards.tile)
-    return [] if path.startswith(("http://", "https://")) else path
+    grid = grid_cube(wildcards)
+    return ([] if path.startswith(("http://", "https://")) else [path]) + grid
 
 
-def extract_args(wildcards):
-    """Extract options for one sensor (format, reader settings, AOI, dates)."""
+def grid_cube(wildcards):
+    """The reference cube a warped (coarse) sensor is aligned with, as a list (or [])."""
+    fmt = sensor_config(wildcards.sensor).get("format")
+    return [cube(wildcards.tile, GRID_SENSOR)] if fmt in WARPED and GRID_SENSOR else []
+
+
+def extract_args(wildcards, dates=None):
+    """Extract options for one sensor (format, reader settings, AOI, dates: extract.start /
+    end, or ``dates`` = (start, end))."""
     cfg = sensor_config(wildcards.sensor)
     e = config["extract"]
-    opts = [f"--format {cfg['format']}"] + extract_options()
+    opts = [f"--format {cfg['format']}"] + extract_options(dates)
     if config["sensors"]:
         opts.append("--sensors " + shlex.quote(json.dumps(config["sensors"])))
     keys = (
@@ -141,11 +173,17 @@ def extract_args(wildcards):
         "offset",
         "sar_units",
     )
-    reader = {k: cfg[k] for k in keys if cfg.get(k) is not None}
+    reader = {
+        k: cfg[k] for k in keys + ("reliability_invalid",) if cfg.get(k) is not None
+    }
     if cfg["format"] != "generic":
+        kept = {"landsat": ("mask",), "appeears": ("reliability_invalid",)}
         reader = {
-            k: v for k, v in reader.items() if k in ("product", "collection", "crs")
+            k: v
+            for k, v in reader.items()
+            if k in ("product", "collection", "crs") + kept.get(cfg["format"], ())
         }
+    opts += [f"--grid {shlex.quote(g)}" for g in grid_cube(wildcards)]
     if reader:
         opts.append("--options " + shlex.quote(json.dumps(reader, sort_keys=True)))
     bands = e["bands"]
@@ -192,6 +230,30 @@ def tile_inputs(model, tile):
     }
 
 
+#: New acquisitions (workflow/rules/update.smk): models whose tile products are updated.
+UPDATE = config["update"]
+UPDATE_MODELS = [m for m in UPDATE["models"] if m in MAP_MODELS]
+
+
+def update_sensors(model):
+    """Sensors of a model that have new products (update.sensors, default all)."""
+    wanted = UPDATE["sensors"]
+    return [
+        s
+        for s in model_sensors(model)
+        if s in SENSORS and (wanted is None or s in wanted)
+    ]
+
+
+def new_inputs(model, tile):
+    """Cubes and masks of one tile's new acquisitions for the sensors of one model."""
+    sensors = update_sensors(model)
+    return {
+        "cubes": {s: f"{R}/update/cubes/{tile}/{s}.nc" for s in sensors},
+        "masks": {s: f"{R}/update/masks/{tile}/{s}.nc" for s in sensors},
+    }
+
+
 def metric_tables():
     """Every tidy metrics table and cost source the merge reads."""
     tables = [f"{R}/metrics/classification_{f}.csv" for f in FEATURES if CLASSIFY]
@@ -231,19 +293,21 @@ def all_targets():
     if MODELS:
         targets += [f"{R}/embeddings/{f}.nc" for f in FEATURES]
         targets += [f"{R}/maps/{m}/{t}.nc" for m in MAP_MODELS for t in TILES]
+        targets += [f"{R}/update/{m}/{t}.nc" for m in UPDATE_MODELS for t in TILES]
         targets += [f"{R}/metrics/all.csv"]
     return targets
 
 
-def extract_options():
+def extract_options(dates=None):
     e = config["extract"]
+    start, end = dates or (e["start"], e["end"])
     opts = []
     if e["aoi"]:
         opts.append("--aoi " + " ".join(str(v) for v in e["aoi"]))
-    if e["start"]:
-        opts.append(f"--start {e['start']}")
-    if e["end"]:
-        opts.append(f"--end {e['end']}")
+    if start:
+        opts.append(f"--start {start}")
+    if end:
+        opts.append(f"--end {end}")
     return opts
 
 

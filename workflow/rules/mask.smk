@@ -13,7 +13,11 @@ rule mask:
         ENV
     params:
         bits=" ".join(str(b) for b in config["mask"]["clm_bits"]),
-        dilation=config["mask"]["dilation_px"],
+        dilation=lambda w: (
+            0
+            if sensor_config(w.sensor).get("format") in WARPED
+            else config["mask"]["dilation_px"]
+        ),
         scl=" ".join(str(c) for c in config["mask"]["scl_classes"]),
     message:
         "Masking clouds and no-data in the {wildcards.sensor} cube of tile {wildcards.tile}"

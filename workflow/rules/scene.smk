@@ -8,6 +8,11 @@ if "scene" in config:
             s1=directory(f"{SCENE_DIR}/{{tile}}/S1"),
             parcels=f"{SCENE_DIR}/{{tile}}/parcels.gpkg",
             truth=f"{SCENE_DIR}/{{tile}}/truth_S2.nc",
+            coarse=[
+                directory(f"{SCENE_DIR}/{{tile}}/{name}")
+                for key, name in (("landsat", "LANDSAT"), ("modis", "MODIS"))
+                if config["scene"].get(key)
+            ],
         log:
             f"{R}/logs/scene/{{tile}}.log",
         conda:

@@ -3,7 +3,8 @@
 
 rule train:
     input:
-        f"{R}/samples/pixels.nc",
+        pixels=f"{R}/samples/pixels.nc",
+        init=lambda w: init_checkpoint(w.model),
     output:
         best=f"{R}/models/{{model}}/best.pt",
         metrics=f"{R}/models/{{model}}/metrics.csv",
@@ -18,9 +19,12 @@ rule train:
         cfg=lambda w: json.dumps(config["models"][w.model], sort_keys=True),
         outdir=lambda w: f"{R}/models/{w.model}",
         device=config["device"],
+        init=lambda w, input: (
+            f"--init-from {shlex.quote(str(input.init))}" if input.init else ""
+        ),
     message:
         "Training model {wildcards.model}"
     shell:
-        "OMP_NUM_THREADS={threads} python -m gpvae.cli train --pixels {input:q} --model {wildcards.model} "
+        "OMP_NUM_THREADS={threads} python -m gpvae.cli train --pixels {input.pixels:q} --model {wildcards.model} "
         "--model-config {params.cfg:q} --out {params.outdir} --device {params.device} "
-        "> {log} 2>&1"
+        "{params.init} > {log} 2>&1"

@@ -31,21 +31,30 @@ class SensorBatch:
         return int(self.t.shape[0])
 
 
+#: Coarse sensor -> (group (B,) int64, share (B,) float): pixels of one group share one coarse
+#: cell (and span); share = 1 / the number of samples of that group in the split.
+Cells = dict[str, tuple[Tensor, Tensor]]
+
+
 @dataclass
 class Batch:
     """All sensors of B pixels plus each pixel's time origin, dataset index and region code
-    (index into the model's list of regions, -1 = unknown; None = all unknown)."""
+    (index into the model's list of regions, -1 = unknown; None = all unknown), and for
+    coarse sensors (Landsat, MODIS) the cell groups of the pixels (``cells``, None: none)."""
 
     sensors: dict[str, SensorBatch]
     origin: Tensor  # (B,) float64 days since EPOCH subtracted from every t
     index: Tensor  # (B,) int64 sample indices in the pixel dataset
     region: Tensor | None = None  # (B,) int64
+    cells: Cells | None = None
 
     def to(self, device: torch.device | str) -> Batch:
         """Copy onto ``device`` (dtypes kept)."""
         return Batch({k: v.to(device) for k, v in self.sensors.items()},
                      self.origin.to(device), self.index.to(device),
-                     None if self.region is None else self.region.to(device))
+                     None if self.region is None else self.region.to(device),
+                     None if self.cells is None else {
+                         k: (g.to(device), w.to(device)) for k, (g, w) in self.cells.items()})
 
     def regions(self) -> Tensor:
         """(B,) int64 region codes, -1 where unknown."""

@@ -32,7 +32,7 @@ from gpvae.data.span import Span, days_between
 from gpvae.data.summary import DataSummary, date_keys
 from gpvae.errors import InputError
 from gpvae.io.failures import reading
-from gpvae.io.pixels import sample_spans, sensor_definitions, year_spans
+from gpvae.io.pixels import CELL_PREFIX, sample_spans, sensor_definitions, year_spans
 from gpvae.io.sensors import SensorRegistry, builtin_sensors
 
 log = logging.getLogger(__name__)
@@ -162,6 +162,7 @@ class PixelDataset(Dataset):
                 self.times[sensor], self.band_index[sensor] = self._sensor_layout(ds, sensor,
                                                                                   bands)
             self.origin = sample_origin(ds)
+            self.cells = cell_groups(ds, list(self.sensor_bands), self.splits)
         except BaseException:
             self.close()
             raise
@@ -291,18 +292,30 @@ class PixelDataset(Dataset):
                                         origin)
         region = (None if self.region_codes is None
                   else torch.from_numpy(self.region_codes[idx].copy()))
+        cells = {s: (torch.from_numpy(g[idx]), torch.from_numpy(w[idx]))
+                 for s, (g, w) in self.cells.items()} or None
         return Batch(sensors=sensors, origin=torch.from_numpy(origin.astype(np.float64)),
-                     index=torch.from_numpy(idx), region=region)
+                     index=torch.from_numpy(idx), region=region, cells=cells)
+
+    def sampling_groups(self, idx: np.ndarray) -> np.ndarray | None:
+        """Group ids of samples ``idx`` by the cells of the coarsest coarse sensor (a
+        :class:`BlockSampler` keeps a group's samples together); None without one."""
+        if not self.cells:
+            return None
+        coarsest = max(self.cells, key=lambda s: self.registry[s].resolution_m)
+        return self.cells[coarsest][0][np.asarray(idx, dtype=np.int64)]
 
     def use_summary(self, summary: DataSummary) -> None:
         """Code each sample's region as in ``summary`` (a model's regions; -1 = unseen)."""
         self.region_codes = summary.region_codes(self.regions)
 
-    def summary(self, split: str = "train", block: int = 4096) -> DataSummary:
-        """:class:`DataSummary` of ``split``: the dataset's regions, per sensor the (region,
-        acquisition day) keys of the dates observed there, and its number of samples."""
+    def summary(self, split: str = "train", block: int = 4096,
+                regions: list[str] | None = None) -> DataSummary:
+        """:class:`DataSummary` of ``split``: the dataset's regions (or ``regions``: codes
+        are positions in it), per sensor the (region, acquisition day) keys of the dates
+        observed there, and its number of samples."""
         idx = self.indices(split)
-        regions = sorted(set(self.regions.tolist()))
+        regions = sorted(set(self.regions.tolist())) if regions is None else list(regions)
         codes = DataSummary(regions).region_codes(self.regions)
         keys = {}
         for s in self.sensor_bands:
@@ -339,14 +352,19 @@ class BlockSampler(Sampler):
 
     :meth:`set_epoch` with ``start`` skips the epoch's first blocks (a resumed run). With
     ``window`` set, windows of that many consecutive indices are shuffled and samples are
-    shuffled within each window, so a batch touches few compressed chunks on disk.
+    shuffled within each window, so a batch touches few compressed chunks on disk. With
+    ``groups`` (one id per index, e.g. :meth:`PixelDataset.sampling_groups`), the groups are
+    shuffled and each one's samples come together (the pixels of a coarse cell share
+    batches; ``window`` is then ignored).
     """
 
     def __init__(self, indices: np.ndarray, batch_size: int, *, shuffle: bool = True,
-                 seed: int = 0, window: int | None = None) -> None:
+                 seed: int = 0, window: int | None = None,
+                 groups: np.ndarray | None = None) -> None:
         self.indices = np.asarray(indices, dtype=np.int64)
         self.batch_size, self.shuffle, self.seed = int(batch_size), shuffle, int(seed)
         self.window = window
+        self.groups = None if groups is None else np.asarray(groups)
         self.epoch, self.start = 0, 0
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
@@ -357,6 +375,10 @@ class BlockSampler(Sampler):
         if not self.shuffle:
             return self.indices
         rng = np.random.default_rng([self.seed, self.epoch])
+        if self.groups is not None:  # groups in random order, samples shuffled within each
+            _, inverse = np.unique(self.groups, return_inverse=True)
+            rank = rng.permutation(int(inverse.max()) + 1 if inverse.size else 0)
+            return self.indices[np.lexsort((rng.random(self.indices.size), rank[inverse]))]
         if not self.window or self.window >= self.indices.size:
             return rng.permutation(self.indices)
         starts = rng.permutation(np.arange(0, self.indices.size, self.window))
@@ -370,6 +392,26 @@ class BlockSampler(Sampler):
 
     def __len__(self) -> int:
         return max(0, -(-self.indices.size // self.batch_size) - self.start)
+
+
+def cell_groups(ds: xr.Dataset, sensors: list[str], splits: np.ndarray
+                ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per coarse sensor of ``sensors`` (those with a ``cell_<sensor>`` coordinate): the group
+    of each sample (samples of one cell, span and split) and its share, 1 / the group's size
+    (the model counts a cell's observation once per split: docs/models.md)."""
+    out = {}
+    start = sample_spans(ds)[0].astype(np.int64)
+    _, split = np.unique(splits, return_inverse=True)
+    for s in sensors:
+        if f"{CELL_PREFIX}{s}" not in ds.variables:
+            continue
+        cell = ds[f"{CELL_PREFIX}{s}"].values.astype(np.int64)
+        cell = np.where(cell >= 0, cell, -1 - np.arange(cell.size))  # no cell: on its own
+        _, group, count = np.unique(np.stack([cell, start, split]), axis=1,
+                                    return_inverse=True, return_counts=True)
+        group = group.reshape(-1)
+        out[s] = (group.astype(np.int64), (1.0 / count[group]).astype(np.float32))
+    return out
 
 
 def _identity(batch: Batch) -> Batch:
@@ -395,4 +437,6 @@ def pin_batch(batch: Batch) -> Batch:
                                            for f in dataclasses.fields(v)})
                for k, v in batch.sensors.items()}
     return Batch(sensors, batch.origin.pin_memory(), batch.index.pin_memory(),
-                 None if batch.region is None else batch.region.pin_memory())
+                 None if batch.region is None else batch.region.pin_memory(),
+                 None if batch.cells is None else {
+                     k: (g.pin_memory(), w.pin_memory()) for k, (g, w) in batch.cells.items()})

@@ -135,6 +135,18 @@ def _predict_batch(model: torch.nn.Module, meta: dict, sensors: dict, origins: n
                   torch.full(index.shape, int(region), dtype=torch.int64))
     moments = latent_moments(model, batch, ref_days)  # computed once, decoded below
     mean, var = latent_arrays(batch, moments)
+    return tile_outputs(model, meta, batch, moments, mean, var, ref_days, pipeline, gapfill,
+                        num_samples)
+
+
+def tile_outputs(model: torch.nn.Module, meta: dict, batch: Batch,
+                 moments: tuple[torch.Tensor, torch.Tensor], mean: np.ndarray,
+                 var: np.ndarray, ref_days: np.ndarray, pipeline: object, gapfill: str | None,
+                 num_samples: int = 32) -> dict[str, np.ndarray]:
+    """The products of a batch from its latent ``moments`` at ``ref_days`` (tensors) and
+    their arrays ``mean``, ``var`` (NaN for pixels without observation): embedding, the
+    ``gapfill`` sensor's predictive mean and std, class, valid."""
+    origins = batch.origin.cpu().numpy()
     valid = ~np.isnan(mean).any(axis=(1, 2))
     out = {"embedding": mean, "embedding_var": var, "valid": valid.astype(np.uint8)}
     if gapfill is not None:

@@ -23,6 +23,7 @@ import xarray as xr
 from gpvae import to_days
 from gpvae.data.span import Span, label_year
 from gpvae.errors import InputError
+from gpvae.io.coarse import cells_of, is_coarser, pixel_size, same_grid
 from gpvae.io.cube import cube_grid, open_cube
 from gpvae.io.maskfile import open_mask
 
@@ -38,15 +39,18 @@ class SensorSource:
     band_index: list[int]
     dates: slice  # the span's positions on the cube's time axis
     days: np.ndarray  # (T,) float64 days since EPOCH of those dates
+    coarse: tuple | None = None  # a coarse sensor's grid (gpvae.io.coarse), None: the tile's
 
 
 class TileInputs:
     """The cubes and masks of one tile for the sensors and bands a model uses.
 
     ``cubes`` / ``masks``: sensor -> path; every sensor of ``sensor_bands`` needs a cube and
-    all cubes must share one grid. ``span``: the training data's span rule (default calendar
-    years); ``year`` selects the span labelled with that year (None: the latest span of the
-    S2 cube, of the first sensor without S2; ``all``: the whole range of the cubes).
+    all cubes must share one grid, except coarse sensors (a coarser grid in the tile's CRS,
+    gpvae.io.coarse), whose cells are read for the pixels they hold. ``span``: the training
+    data's span rule (default calendar years); ``year`` selects the span labelled with that
+    year (None: the latest span of the S2 cube, of the first sensor without S2; ``all``: the
+    whole range of the cubes).
     """
 
     def __init__(self, cubes: dict[str, Path], masks: dict[str, Path],
@@ -72,7 +76,8 @@ class TileInputs:
             cube = open_cube(Path(cubes[sensor]))
             self._open.append(cube)
             opened[sensor] = cube
-        first = "S2" if "S2" in opened else next(iter(opened))
+        first = "S2" if "S2" in opened else min(
+            opened, key=lambda s: pixel_size(cube_grid(opened[s])[1]))
         self.crs, self.transform, self.height, self.width = cube_grid(opened[first])
         self.tile = str(opened[first].attrs.get("tile", ""))
         self.y = opened[first]["y"].values
@@ -81,6 +86,8 @@ class TileInputs:
                             else None)
         for sensor, cube in opened.items():
             crs, transform, h, w = cube_grid(cube)
+            if is_coarser(self.grid, (crs, transform, h, w)):
+                continue  # a coarse sensor: each pixel reads the cell holding it
             if (h, w) != (self.height, self.width) or not transform.almost_equals(
                     self.transform) or crs != self.crs:
                 raise InputError(f"cube of {sensor} is on another grid ({h}x{w}, {transform}) "
@@ -120,15 +127,17 @@ class TileInputs:
             log.warning("%s: no mask given; using the cube's valid (clouds not removed)",
                         sensor)
         days = to_days(cube["time"].values)
+        grid = cube_grid(cube)
+        coarse = None if same_grid(grid, self.grid) else grid
         start, stop = (float(v) for v in to_days(np.array([self.start, self.end])))
         lo, hi = np.searchsorted(days, start, "left"), np.searchsorted(days, stop, "left")
         if hi == lo:
             log.warning("%s: no date in the span %s..%s: every pixel is unobserved by this "
                         "sensor", sensor, self.start, self.end)
             return SensorSource(cube, mask, [have.index(b) for b in bands], slice(lo, hi),
-                                np.array([start]))  # one all-missing date keeps shapes valid
+                                np.array([start]), coarse)  # one all-missing date
         return SensorSource(cube, mask, [have.index(b) for b in bands], slice(lo, hi),
-                            days[lo:hi])
+                            days[lo:hi], coarse)
 
     @property
     def grid(self) -> tuple[rasterio.crs.CRS, affine.Affine, int, int]:
@@ -140,6 +149,9 @@ class TileInputs:
         where not usable; only that window of the span's dates is read."""
         out = {}
         for sensor, src in self.sources.items():
+            if src.coarse is not None:
+                out[sensor] = self._coarse_window(src, rows, cols)
+                continue
             sel = {"time": src.dates, "y": rows, "x": cols}
             data = src.cube["data"].isel(sel).values[:, src.band_index]  # (T, C, h, w)
             usable = (src.mask if src.mask is not None else src.cube)["valid"].isel(sel).values
@@ -150,6 +162,23 @@ class TileInputs:
                 t = 1
             out[sensor] = data.transpose(2, 3, 0, 1).reshape(h * w, t, c)
         return out
+
+    def _coarse_window(self, src: SensorSource, rows: slice, cols: slice) -> np.ndarray:
+        """(P, T, C) values of a coarse sensor at the window's pixels: each pixel gets the
+        cell holding its centre (NaN outside the coarse grid or where not usable)."""
+        rr, cc = np.meshgrid(np.arange(rows.start, rows.stop), np.arange(cols.start, cols.stop),
+                             indexing="ij")
+        r, c, inside = cells_of(self.grid, src.coarse, rr.ravel(), cc.ravel())
+        sel = {"time": src.dates, "y": slice(int(r.min()), int(r.max()) + 1),
+               "x": slice(int(c.min()), int(c.max()) + 1)}
+        data = src.cube["data"].isel(sel).values[:, src.band_index]  # (T, C, h, w)
+        usable = (src.mask if src.mask is not None else src.cube)["valid"].isel(sel).values
+        data = np.where(usable.astype(bool)[:, None], data, np.nan).astype(np.float32)
+        if data.shape[0] == 0:
+            data = np.full((1, *data.shape[1:]), np.nan, np.float32)
+        out = data[:, :, r - sel["y"].start, c - sel["x"].start].transpose(2, 0, 1)
+        out[~inside] = np.nan
+        return np.ascontiguousarray(out)
 
     def close(self) -> None:
         """Close every opened file."""

@@ -23,6 +23,9 @@ SAMPLE_COORDS: dict[str, str] = {
 #: written before them hold calendar years (Jan 1 of ``year``).
 SPAN_COORDS = ("start", "end")
 SPLITS = ("train", "val", "test")
+#: Per-sample coordinate ``cell_<sensor>``: the coarse cell of a coarse sensor (its values
+#: are the cell's, shared by every pixel of the cell).
+CELL_PREFIX = "cell_"
 
 
 def year_spans(years: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -53,7 +56,8 @@ def write_pixels(path: Path, *, values: dict[str, np.ndarray], times: dict[str, 
                  definitions: SensorRegistry | None = None) -> Path:
     """Write ``pixels.nc``: values_<s>(sample, time_<s>, band_<s>) per sensor, per-sample
     coords (:data:`SAMPLE_COORDS`, and ``start`` / ``end``, default the calendar year),
-    ``class_name``, optional ``truth_S2``; zlib, chunked. The definitions of the sensors
+    ``class_name``, optional ``truth_S2``, the ``cell_<sensor>`` ids of coarse sensors when
+    ``samples`` holds them; zlib, chunked. The definitions of the sensors
     (``definitions``, default the built-ins) are recorded as the ``sensor_definitions``
     attribute."""
     sensors = list(values)
@@ -70,6 +74,10 @@ def write_pixels(path: Path, *, values: dict[str, np.ndarray], times: dict[str, 
                        {"long_name": "start of the sample's span: its time origin"})
     coords["end"] = ("sample", np.asarray(samples.get("end", end)).astype("datetime64[ns]"),
                      {"long_name": "end of the sample's span (exclusive)"})
+    for k in (k for k in samples if k.startswith(CELL_PREFIX)):
+        coords[k] = ("sample", np.asarray(samples[k]).astype(np.int64),
+                     {"long_name": f"id of the {k.removeprefix(CELL_PREFIX)} cell holding "
+                                   "the pixel (-1: none; gpvae.io.coarse)"})
     registry = definitions if definitions is not None else builtin_sensors()
     data_vars: dict[str, object] = {"class_name": ("class", np.asarray(class_names, str))}
     encoding: dict[str, dict] = {}

@@ -15,7 +15,11 @@ FORMATS: dict[str, tuple[str, ...] | None] = {
     "s1tiling": ("S1_ASC", "S1_DES"),
     "openeo": None,
     "generic": None,
+    "landsat": ("LANDSAT",),
+    "appeears": ("MOD13Q1",),
 }
+#: Formats of coarse sensors warped onto the tile's grid (the reference cube of ``grid``).
+WARPED = ("landsat", "appeears")
 
 
 def extract_cube(fmt: str, sensor: Sensor | str, src: str | Path, tile: str, out: Path, *,
@@ -28,7 +32,9 @@ def extract_cube(fmt: str, sensor: Sensor | str, src: str | Path, tile: str, out
     ``sensor``: a registry sensor (:mod:`gpvae.io.sensors`), or the name of a built-in.
 
     ``options``: format-specific settings (theia: product; stac: collection; openeo: crs;
-    generic: bands mapping, time_var, mask, crs, scale, offset, sar_units).
+    generic: bands mapping, time_var, mask, crs, scale, offset, sar_units; landsat: mask,
+    grid; appeears: reliability_invalid, grid). ``grid``: the tile's reference cube the
+    landsat / appeears readers align their grid with.
     """
     if fmt not in FORMATS:
         raise InputError(f"unknown input format {fmt!r}", field="inputs.<sensor>.format",
@@ -60,6 +66,17 @@ def extract_cube(fmt: str, sensor: Sensor | str, src: str | Path, tile: str, out
 
         return extract_stac(str(src), tile, out, bands=bands,
                             collection=opts.get("collection"), **common)
+    if fmt == "landsat":
+        from gpvae.io.landsat import extract_landsat
+
+        return extract_landsat(src_path, tile, out, sensor=sensor, bands=bands,
+                               grid=opts.get("grid"), mask=opts.get("mask"), **common)
+    if fmt == "appeears":
+        from gpvae.io.appeears import extract_appeears
+
+        return extract_appeears(src_path, tile, out, sensor=sensor, bands=bands,
+                                grid=opts.get("grid"),
+                                reliability_invalid=opts.get("reliability_invalid"), **common)
     if fmt == "openeo":
         from gpvae.io.openeo import extract_openeo
 

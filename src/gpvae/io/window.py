@@ -47,6 +47,18 @@ def in_date_range(times: np.ndarray, start: str | None, end: str | None) -> np.n
     return keep
 
 
+def select_dates(items: list, dates: list, start: str | None, end: str | None, *,
+                 what: str, file: object) -> list:
+    """The ``items`` whose ``dates`` are within [start, end] (:func:`in_date_range`); none
+    is an error naming ``what`` (e.g. "Landsat product") and ``file``."""
+    keep = in_date_range(np.array(dates), start, end)
+    kept = [it for it, k in zip(items, keep, strict=True) if k]
+    if not kept:
+        raise InputError(f"no {what} between {start} and {end}", file=file,
+                         field="start/end", fix="widen the date range")
+    return kept
+
+
 def window_transform(window: Window, transform: affine.Affine) -> affine.Affine:
     """Affine transform of a pixel window's grid."""
     return transform @ affine.Affine.translation(window.col_off, window.row_off)

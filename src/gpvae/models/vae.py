@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from gpvae.errors import InputError
+from gpvae.models.aggregate import cell_expected_log_lik
 from gpvae.models.batch import Batch
 from gpvae.models.decoders import MLPDecoder
 from gpvae.models.likelihoods import GaussianLikelihood, Likelihood, StudentTLikelihood
@@ -188,14 +189,23 @@ class SITSVAE(nn.Module):
 
     def recon_terms(self, batch: Batch, marginals: dict[str, tuple[Tensor, Tensor]],
                     num_samples: int) -> Tensor:
-        """Σ over sensors, dates and observed bands of E_q[log p(x | z)]: (B,)."""
+        """Σ over sensors, dates and observed bands of E_q[log p(x | z)]: (B,). A coarse
+        sensor of ``batch.cells`` observes the mean over its cell's pixels
+        (:func:`gpvae.models.aggregate.cell_expected_log_lik`)."""
         total = 0.0
         for s in self.sensors:
             sb = batch.sensors[s]
             mean, var = self.decoder_input(s, *marginals[s], sb.t, batch)
             m = sb.m & sb.obs.unsqueeze(-1)
+            offset = self.observation_offset(s, sb.t, batch)
+            cells = None if batch.cells is None else batch.cells.get(s)
+            if cells is not None:  # a coarse sensor: its cell's mean (gpvae.models.aggregate)
+                total = total + cell_expected_log_lik(self.decoders[s], self.likelihoods[s],
+                                                      sb.x, m, mean, var, num_samples, offset,
+                                                      *cells)
+                continue
             ll = expected_log_lik(self.decoders[s], self.likelihoods[s], sb.x, m, mean, var,
-                                  num_samples, self.observation_offset(s, sb.t, batch))
+                                  num_samples, offset)
             total = total + ll.sum((-2, -1))
         return total
 

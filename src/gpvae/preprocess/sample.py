@@ -6,7 +6,9 @@ per parcel (seeded). Parcels are split train/val/test (stratified by class, grou
 parcel). Each pixel gives one sample per span (gpvae.data.span: a calendar year by default, a
 season, or the whole range): values from the cube where the mask is valid, NaN elsewhere and
 outside the span. Samples with no valid observation in any sensor during their span are
-dropped (the count is logged).
+dropped (the count is logged). A coarse sensor (a cube on a coarser grid of the tile's CRS:
+Landsat 30 m, MODIS 250 m) gives each pixel the series of the cell holding it, and the
+sample the cell's id (``cell_<sensor>``, gpvae.io.coarse).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from tqdm.auto import tqdm
 
 from gpvae.data.span import Span, check_dates_per_span, label_year
 from gpvae.errors import InputError
+from gpvae.io.coarse import cell_ids, cells_of, is_coarser, pixel_size, same_grid
 from gpvae.io.cube import cube_grid, cube_sensor, no_chunk_cache, open_cube
 from gpvae.io.maskfile import open_mask
 from gpvae.io.parcels import rasterize_parcels, read_parcels
@@ -114,14 +117,15 @@ def _tile_cubes(tile: str, spec: dict, opened: list[xr.Dataset]) -> tuple[dict, 
     if not cubes:
         raise InputError(f"tile {tile} has no cube", field="cubes",
                          fix="list at least one sensor cube for the tile")
-    first = "S2" if "S2" in cubes else next(iter(cubes))
+    first = fine_sensor(cubes)
     grid = cube_grid(cubes[first])
     for s, ds in cubes.items():
-        g = cube_grid(ds)
-        if g[0] != grid[0] or g[2:] != grid[2:] or not g[1].almost_equals(grid[1], 1e-6):
+        g = cube_grid(ds)  # the tile's grid, or a coarse sensor's (Landsat, MODIS)
+        if not (same_grid(g, grid) or is_coarser(grid, g)):
             raise InputError(f"cubes {spec['cubes'][first]} and {spec['cubes'][s]} of "
                              f"tile {tile} are on different grids", file=spec["cubes"][s],
-                             field="grid", fix="extract all sensors of a tile with one AOI")
+                             field="grid", fix="extract all sensors of a tile with one AOI "
+                             "(coarse sensors: on the tile's CRS, e.g. format landsat)")
     for s, ds in cubes.items():
         path = (spec.get("masks") or {}).get(s)
         if path is None:
@@ -215,6 +219,14 @@ def sample_pixels(inputs: dict[str, dict], out: Path, *, class_field: str, id_fi
             ds.close()
 
 
+def fine_sensor(cubes: dict[str, xr.Dataset]) -> str:
+    """The sensor whose grid is the tile's (pixels are sampled on it): S2, else the cube
+    with the smallest pixel (first in order on ties)."""
+    if "S2" in cubes:
+        return "S2"
+    return min(cubes, key=lambda s: pixel_size(cube_grid(cubes[s])[1]))
+
+
 def _definitions(tiles: dict) -> SensorRegistry:
     """The sensors of the tiles' cubes (their recorded definitions, else the built-ins)."""
     found = dict(builtin_sensors())
@@ -269,14 +281,23 @@ def _write_samples(out: Path, tiles: dict, picked: pd.DataFrame, split_of: dict[
               for s in sensors}
     truth = None
     xs, ys = np.empty(len(picked)), np.empty(len(picked))
-    for tile, (cubes, masks, spec) in tiles.items():
+    cells: dict[str, np.ndarray] = {}  # coarse sensor -> cell id of each picked pixel
+    for k, (tile, (cubes, masks, spec)) in enumerate(tiles.items()):
         sel = np.flatnonzero(picked["tile"].to_numpy() == tile)
         rows, cols = picked["row"].to_numpy()[sel], picked["col"].to_numpy()[sel]
-        any_cube = next(iter(cubes.values()))
-        xs[sel], ys[sel] = any_cube["x"].values[cols], any_cube["y"].values[rows]
+        fine = cubes[fine_sensor(cubes)]
+        xs[sel], ys[sel] = fine["x"].values[cols], fine["y"].values[rows]
         for s, ds in cubes.items():
             pos = np.searchsorted(times[s], ds["time"].values)
-            series[s][np.ix_(sel, pos)] = pixel_series(ds, masks[s], rows, cols, f"{s} {tile}")
+            r, c, inside = rows, cols, None
+            if not same_grid(cube_grid(ds), cube_grid(fine)):  # a coarse sensor's cells
+                r, c, inside = cells_of(cube_grid(fine), cube_grid(ds), rows, cols)
+                cells.setdefault(s, np.full(len(picked), -1, np.int64))[sel] = cell_ids(
+                    k, cube_grid(ds), r, c, inside)
+            values = pixel_series(ds, masks[s], r, c, f"{s} {tile}")
+            if inside is not None:
+                values[~inside] = np.nan
+            series[s][np.ix_(sel, pos)] = values
         if spec.get("truth") and "S2" in sensors:
             truth = _truth(truth, spec["truth"], sel, rows, cols, times["S2"], series["S2"])
     nspan = starts.size
@@ -311,7 +332,8 @@ def _write_samples(out: Path, tiles: dict, picked: pd.DataFrame, split_of: dict[
                p["tile"].map({t: str(spec.get("region") or t) for t, (_, _, spec)
                               in tiles.items()}),
                "year": label_year(sample_start, sample_end)[keep],
-               "start": sample_start[keep], "end": sample_end[keep]}
+               "start": sample_start[keep], "end": sample_end[keep],
+               **{f"cell_{s}": ids[pix[keep]] for s, ids in cells.items()}}
     samples = {k: np.asarray(v) for k, v in samples.items()}
     log.info("writing %d samples (%s) to %s", keep.sum(),
              pd.Series(samples["split"]).value_counts().to_dict(), out)

@@ -55,6 +55,8 @@ DEFAULT_SCENE: dict = {
     "s1_enl": 4.5,
     "mask_miss_fraction": 0.3,
     "haze_mean": 0.08,
+    "landsat": False,
+    "modis": False,
 }
 
 _TILE_NAME = re.compile(r"^T?\d{2}[A-Z]{3}$")
@@ -98,6 +100,9 @@ class SceneConfig:
     speckle shape). mask_miss_fraction: share of thin cloud pixels (the faintest edges) the CLM
     mask does not flag. haze_mean: mean opacity of the scene-wide thin haze that the mask never
     flags, present on 50 % of the dates, drawn per date and tile (0 = no haze).
+    landsat: also write Landsat 8/9 Collection 2 Level-2 products (16-day revisit each, 8 days
+    apart, 30 m; gpvae.scene.landsat). modis: also write MOD13Q1 16-day composites as AppEEARS
+    GeoTIFFs (sinusoidal, ~231 m; gpvae.scene.modis). Both off by default.
     """
 
     seed: int
@@ -115,6 +120,8 @@ class SceneConfig:
     s1_enl: float
     mask_miss_fraction: float
     haze_mean: float
+    landsat: bool = False
+    modis: bool = False
 
 
 def _bad(key: str, what: str, fix: str) -> InputError:
@@ -233,4 +240,13 @@ def scene_config(d: dict | None) -> SceneConfig:
         mask_miss_fraction=_number(merged["mask_miss_fraction"], "scene.mask_miss_fraction",
                                    lo=0.0, hi=1.0),
         haze_mean=_number(merged["haze_mean"], "scene.haze_mean", lo=0.0, hi=0.25),
+        landsat=_flag(merged["landsat"], "scene.landsat"),
+        modis=_flag(merged["modis"], "scene.modis"),
     )
+
+
+def _flag(value: Any, key: str) -> bool:
+    """Check a boolean."""
+    if not isinstance(value, bool):
+        raise _bad(key, f"must be true or false, got {value!r}", f"set {key} to true or false")
+    return value

@@ -38,3 +38,15 @@ def upsample_2x_bilinear(a: np.ndarray) -> np.ndarray:
     """20 m -> 10 m bilinear resampling over the last two axes, as GDAL does when a reader
     asks for a 20 m band on the 10 m grid (pixel centres at 1/4 and 3/4 of the coarse pixel)."""
     return _upsample_axis(_upsample_axis(a, -1), -2)
+
+
+def block_mean(a: np.ndarray, k: int) -> np.ndarray:
+    """Means of k x k blocks over the last two axes, from the top-left corner; a block the
+    image edge cuts averages the pixels it holds (a coarse pixel over the tile's edge sees
+    the part inside)."""
+    *lead, h, w = a.shape
+    hh, ww = -(-h // k) * k, -(-w // k) * k
+    padded = np.full((*lead, hh, ww), np.nan, dtype=np.float64)
+    padded[..., :h, :w] = a
+    blocks = padded.reshape(*lead, hh // k, k, ww // k, k)
+    return np.nanmean(blocks, axis=(-3, -1))

@@ -169,9 +169,25 @@ def write_s1(cfg: SceneConfig, tile: str, land: Landscape, root: Path,
     return series
 
 
+def write_coarse_sensors(cfg: SceneConfig, tile: str, land: Landscape, root: Path) -> None:
+    """Landsat 8/9 products into ``root/LANDSAT`` and MOD13Q1 composites into ``root/MODIS``
+    when the scene asks for them (``scene.landsat`` / ``scene.modis``)."""
+    from gpvae.scene.landsat import write_landsat
+    from gpvae.scene.modis import write_modis
+
+    def reflectance(times: np.ndarray) -> np.ndarray:
+        return surface_reflectance(land, times, cfg.size_px)
+
+    if cfg.landsat:
+        write_landsat(cfg, tile, land, root / "LANDSAT", reflectance)
+    if cfg.modis:
+        write_modis(cfg, tile, land, root / "MODIS", reflectance)
+
+
 def simulate_tile(cfg: SceneConfig, tile: str, out_dir: Path) -> Path:
     """Write out_dir/{S2/<Theia products>, S1/<S1Tiling tifs>, parcels.gpkg, truth_S2.nc}
-    atomically (built in a temporary folder, renamed on success); return ``out_dir``."""
+    (and LANDSAT/, MODIS/ when the scene asks for them) atomically (built in a temporary
+    folder, renamed on success); return ``out_dir``."""
     if tile not in cfg.tiles:
         raise InputError(f"tile {tile} is not configured in the scene", field="scene.tiles",
                          fix=f"add {tile} under scene.tiles or use one of {list(cfg.tiles)}")
@@ -185,6 +201,7 @@ def simulate_tile(cfg: SceneConfig, tile: str, out_dir: Path) -> Path:
                              engine="pyogrio")
         s2, truth = write_s2(cfg, tile, land, tmp / "S2")
         write_s1(cfg, tile, land, tmp / "S1", s2.days)
+        write_coarse_sensors(cfg, tile, land, tmp)
         write_cube(tmp / "truth_S2.nc", data=truth,
                    valid=np.ones((len(s2), cfg.size_px, cfg.size_px), np.uint8),
                    times=s2.times, bands=list(S2_BANDS), crs=tcfg.crs,

@@ -58,6 +58,7 @@ from gpvae.device import (
 )
 from gpvae.errors import InputError
 from gpvae.io.atomic import atomic_path
+from gpvae.train import add_sensor
 from gpvae.train.hiding import SiteHiding, step_generator
 from gpvae.train.schedule import lr_factor
 from gpvae.train.validation import ValidationGapfill
@@ -115,7 +116,8 @@ def param_groups(model: torch.nn.Module, lr: float, factor: float) -> list[dict]
     date effects' prior scales at ``factor * lr`` (they live on a log scale)."""
     hyper, rest = [], []
     for name, p in model.named_parameters():
-        (hyper if any(k in name for k in HYPER_PARAMETERS) else rest).append(p)
+        if p.requires_grad:  # frozen parts of an added-sensor model are left out
+            (hyper if any(k in name for k in HYPER_PARAMETERS) else rest).append(p)
     groups = [{"params": rest, "lr": lr, "base_lr": lr}]
     if hyper:
         groups.append({"params": hyper, "lr": lr * factor, "base_lr": lr * factor})
@@ -150,14 +152,17 @@ def _split_indices(dataset: PixelDataset, split: str):
 def train_model(pixels: Path, model_name: str, model_cfg: dict, out_dir: Path, *,
                 device: str = "auto", resume: bool = True, log_every: int = 1,
                 max_epochs: int | None = None, max_steps: int | None = None,
-                exclude: tuple[str, object] | None = None) -> Path:
+                exclude: tuple[str, object] | None = None,
+                init_from: Path | None = None) -> Path:
     """Train one model; writes out_dir/checkpoint.pt (last), out_dir/best.pt (lowest validation
     gap-filling error), out_dir/metrics.csv (one row per validation and split: step, epoch,
     elbo, recon, kl, seconds, lr; val rows add gap_mae and active_units; plus the model's
     hyperparameters), out_dir/normalisation.json; returns out_dir/best.pt. ``max_epochs`` /
     ``max_steps`` stop early (as a kill would), the budget unchanged. ``exclude`` = (region |
     year, value): every sample of that domain is left out of training, validation,
-    normalisation and the date effects (a held-out-domain model)."""
+    normalisation and the date effects (a held-out-domain model). ``init_from``: the
+    checkpoint of a trained model this one adds sensors to (:mod:`gpvae.train.add_sensor`:
+    only the new sensors' parts train)."""
     out_dir = Path(out_dir)
     ckpt_path = out_dir / "checkpoint.pt"
     settings = train_settings(model_cfg)
@@ -177,7 +182,7 @@ def train_model(pixels: Path, model_name: str, model_cfg: dict, out_dir: Path, *
     try:  # close the file explicitly, also on errors
         _fit(dataset, model_name, model_cfg, out_dir, state=state, device=dev,
              settings=settings, log_every=log_every, max_epochs=max_epochs,
-             max_steps=max_steps, info=info)
+             max_steps=max_steps, info=info, init_from=init_from)
     finally:
         dataset.close()
     best_path = out_dir / "best.pt"
@@ -209,18 +214,27 @@ def _train_step(model: torch.nn.Module, batch, optimizer: torch.optim.Optimizer,
 
 def _fit(dataset: PixelDataset, model_name: str, model_cfg: dict, out_dir: Path, *,
          state: dict | None, device: torch.device, settings: dict, log_every: int,
-         max_epochs: int | None, max_steps: int | None, info: DatasetInfo) -> None:
+         max_epochs: int | None, max_steps: int | None, info: DatasetInfo,
+         init_from: Path | None = None) -> None:
     """Step loop of :func:`train_model` (from scratch, or from a validated ``state``)."""
     from gpvae.models.build import build_model
 
     dev, sensor_bands = device, dataset.sensor_bands
     train_idx, val_idx = _split_indices(dataset, "train"), _split_indices(dataset, "val")
+    base = None
     if state is not None:
         normalisation = Normalisation.from_dict(state["normalisation"])
         summary = DataSummary.from_dict(state["data_summary"])
     else:
         normalisation = dataset.compute_normalisation("train")
-        summary = dataset.summary("train")
+        if init_from is not None:  # the trained model's statistics for its sensors
+            base = add_sensor.load_base(init_from, model_cfg, sensor_bands)
+            normalisation = add_sensor.merged_normalisation(base, normalisation)
+            regions = DataSummary.from_dict(base.state.get("data_summary")).regions
+            summary = add_sensor.merged_summary(base, dataset.summary("train",
+                                                                      regions=regions))
+        else:
+            summary = dataset.summary("train")
     dataset.normalisation = normalisation
     dataset.use_summary(summary)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -230,6 +244,11 @@ def _fit(dataset: PixelDataset, model_name: str, model_cfg: dict, out_dir: Path,
     seed_everything(seed)
     span = state["span"] if state is not None and state.get("span") else info.time_range
     model = build_model(model_cfg, sensor_bands, span=span, data=summary).to(dev)
+    if base is not None:
+        add_sensor.start_from(model, base)
+    init_record = base.record() if base is not None else (state or {}).get("init_from")
+    if init_record:
+        add_sensor.freeze(model, list(init_record["sensors"]))
     budget = Budget.from_settings(settings, train_idx.size)
     optimizer = torch.optim.Adam(param_groups(model, settings["lr"],
                                               settings["hyper_lr_factor"]))
@@ -251,7 +270,8 @@ def _fit(dataset: PixelDataset, model_name: str, model_cfg: dict, out_dir: Path,
                          hide_cfg["gap_probability"])
               if hide_cfg["enabled"] and getattr(model, "supports_hidden_sites", False) else None)
     sampler = BlockSampler(train_idx, budget.batch_size, shuffle=True, seed=seed,
-                           window=settings["shuffle_window"] or None)
+                           window=settings["shuffle_window"] or None,
+                           groups=dataset.sampling_groups(train_idx))
     loader = make_loader(dataset, sampler, num_workers=settings["num_workers"])
     last = budget.total_steps
     if max_epochs is not None:
@@ -321,7 +341,8 @@ def _fit(dataset: PixelDataset, model_name: str, model_cfg: dict, out_dir: Path,
                             "sensor_bands": sensor_bands, "excluded": dataset.excluded,
                             "normalisation": normalisation.to_dict(), "step": step,
                             "epoch": epoch, "best_val": best_val, "best_step": best_step,
-                            "model_state": model.state_dict(), "pixels": str(dataset.path)}
+                            "model_state": model.state_dict(), "pixels": str(dataset.path),
+                            "init_from": init_record}
             if improved:
                 save_checkpoint(out_dir / "best.pt", common_state)
             write_metrics(out_dir / "metrics.csv", rows)
@@ -345,7 +366,7 @@ def _fit(dataset: PixelDataset, model_name: str, model_cfg: dict, out_dir: Path,
 
 
 def run_id(model_name: str, model_cfg: dict, pixels: Path | None = None,
-           exclude: tuple[str, object] | None = None) -> str:
+           exclude: tuple[str, object] | None = None, init_from: Path | None = None) -> str:
     """Short hash naming a training run's state folder: one per (model name, settings, data).
 
     The pixel dataset enters by size and modification time, so a resampled dataset starts a
@@ -358,6 +379,9 @@ def run_id(model_name: str, model_cfg: dict, pixels: Path | None = None,
     doc = {"name": model_name, "cfg": canonical_config(model_cfg), "data": data}
     if exclude is not None:
         doc["exclude"] = [str(v) for v in exclude]
+    if init_from is not None and Path(init_from).exists():  # a retrained base: a new run
+        st = Path(init_from).stat()
+        doc["init_from"] = [st.st_size, st.st_mtime_ns]
     text = json.dumps(doc, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -365,7 +389,8 @@ def run_id(model_name: str, model_cfg: dict, pixels: Path | None = None,
 def train_and_publish(pixels: Path, model_name: str, model_cfg: dict, model_dir: Path, *,
                       device: str = "auto", resume: bool = True,
                       max_epochs: int | None = None, max_steps: int | None = None,
-                      exclude: tuple[str, object] | None = None) -> Path:
+                      exclude: tuple[str, object] | None = None,
+                      init_from: Path | None = None) -> Path:
     """Train in ``model_dir/state/<run_id>/`` (resumable), then publish the results.
 
     The state folder is never a pipeline output, so a killed job resumes from its last
@@ -374,10 +399,11 @@ def train_and_publish(pixels: Path, model_name: str, model_cfg: dict, model_dir:
     ``normalisation.json``.
     """
     model_dir = Path(model_dir)
-    run_dir = model_dir / "state" / run_id(model_name, model_cfg, pixels, exclude)
+    run_dir = model_dir / "state" / run_id(model_name, model_cfg, pixels, exclude, init_from)
     log.info("%s: run folder %s", model_name, run_dir)
     train_model(pixels, model_name, model_cfg, run_dir, device=device, resume=resume,
-                max_epochs=max_epochs, max_steps=max_steps, exclude=exclude)
+                max_epochs=max_epochs, max_steps=max_steps, exclude=exclude,
+                init_from=init_from)
     for name in ("normalisation.json", "metrics.csv", "best.pt"):
         with atomic_path(model_dir / name) as tmp:
             shutil.copyfile(run_dir / name, tmp)
