@@ -8,8 +8,8 @@ Float32 linear calibrated backscatter (0 = no data), with optional ``<stem>_Bord
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import functools
 import re
 from collections.abc import Callable
 from datetime import datetime
@@ -17,11 +17,12 @@ from pathlib import Path
 
 import affine
 import numpy as np
+import rasterio
 from rasterio.windows import Window
 
 from gpvae.errors import InputError
 from gpvae.io.atomic import atomic_path
-from gpvae.io.geotiff import read_geotiff, write_geotiff
+from gpvae.io.geotiff import write_geotiff
 
 #: Image name; groups: platform, tile, pol, direction, orbit, date, time.
 S1TILING_NAME = re.compile(
@@ -161,26 +162,67 @@ def check_linear(values: np.ndarray, *, file: Path, field: str,
                          "only applied inside the model)")
 
 
+class S1TilingReader:
+    """The VV / VH images (and border masks) of one acquisition opened once, read window by
+    window: ``read(window)`` -> (VV, VH) linear sigma0 (2, y, x) with NaN where invalid, and
+    valid (y, x) = BorderMask of both images (when present) AND finite value > 0 for both
+    pols. ``grid_check(image, grid)`` is called with each image's grid when it is opened.
+    Use as a context manager."""
+
+    def __init__(self, acq: S1Acquisition, *,
+                 grid_check: Callable[[S1Image, tuple], None] | None = None) -> None:
+        self.images = (acq.vv, acq.vh)
+        self.files: list[Path] = []
+        self._stack = contextlib.ExitStack()
+        self.sources: list[tuple] = []
+        try:
+            for im in self.images:
+                if not im.path.is_file():
+                    raise InputError("raster file not found", file=im.path,
+                                     fix="check the product is complete (re-download it)")
+                src = self._stack.enter_context(rasterio.open(im.path))
+                if grid_check is not None:
+                    grid_check(im, (src.crs, src.transform, src.height, src.width))
+                self.files.append(im.path)
+                border = None
+                if im.border_mask.is_file():
+                    border = self._stack.enter_context(rasterio.open(im.border_mask))
+                    self.files.append(im.border_mask)
+                self.sources.append((im, src, border))
+        except BaseException:
+            self._stack.close()
+            raise
+
+    def read(self, window: Window | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(sigma0 (2, y, x), valid (y, x)) of ``window`` (default: the whole image)."""
+        data, valid = [], None
+        for im, src, border in self.sources:
+            values = src.read(1, window=window).astype(np.float32)
+            check_linear(values, file=im.path, field=im.polarisation)
+            ok = np.isfinite(values) & (values > 0)
+            if border is not None:
+                ok &= border.read(1, window=window).astype(bool)
+            valid = ok if valid is None else valid & ok
+            data.append(values)
+        stack = np.stack(data)
+        stack[:, ~valid] = np.nan
+        return stack, valid
+
+    def close(self) -> None:
+        self._stack.close()
+
+    def __enter__(self) -> S1TilingReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def read_s1tiling_acquisition(acq: S1Acquisition, *, window: Window | None = None,
                               grid_check: Callable[[S1Image, tuple], None] | None = None
                               ) -> tuple[np.ndarray, np.ndarray, list[Path]]:
-    """Read (VV, VH) linear sigma0 (2, y, x) with NaN where invalid, valid (y, x), files.
-
-    valid = BorderMask of both images (when present) AND finite value > 0 for both pols.
-    ``grid_check(image, grid)`` is called with each image's grid before it is read.
-    """
-    data, valid, files = [], None, []
-    for im in (acq.vv, acq.vh):
-        check = None if grid_check is None else functools.partial(grid_check, im)
-        values = read_geotiff(im.path, window=window, grid_check=check).astype(np.float32)
-        check_linear(values, file=im.path, field=im.polarisation)
-        ok = np.isfinite(values) & (values > 0)
-        files.append(im.path)
-        if im.border_mask.is_file():
-            ok &= read_geotiff(im.border_mask, window=window).astype(bool)
-            files.append(im.border_mask)
-        valid = ok if valid is None else valid & ok
-        data.append(values)
-    stack = np.stack(data)
-    stack[:, ~valid] = np.nan
-    return stack, valid, files
+    """Read (VV, VH) linear sigma0 (2, y, x) with NaN where invalid, valid (y, x), files, in
+    one go (see :class:`S1TilingReader`, what the extract stage uses block by block)."""
+    with S1TilingReader(acq, grid_check=grid_check) as reader:
+        data, valid = reader.read(window)
+        return data, valid, list(reader.files)
