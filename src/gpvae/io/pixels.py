@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
+import netCDF4
 import numpy as np
 import xarray as xr
 
 import gpvae
 from gpvae.errors import InputError
 from gpvae.io.atomic import atomic_path
+from gpvae.io.ncstream import VarSpec, stream_netcdf
 from gpvae.io.sensors import SensorRegistry, builtin_sensors, registry_from_json
 
 #: Per-sample coordinates and their dtypes.
@@ -122,3 +126,102 @@ def open_pixels(path: Path) -> xr.Dataset:
     if not set(np.unique(ds["split"].values).tolist()) <= set(SPLITS):
         raise InputError(f"split values other than {SPLITS}", file=path, field="split", fix=fix)
     return ds
+
+
+def _shard_layout(paths: Sequence[Path], opened: list[xr.Dataset]
+                  ) -> tuple[list[str], dict[str, list[str]], list[str]]:
+    """Sensors, bands and class names the shards share (else an InputError)."""
+    fix = "rerun the sample jobs of every tile with one configuration"
+    first = opened[0]
+    sensors = str(first.attrs.get("sensors", "")).split()
+    bands = {s: [str(b) for b in first[f"band_{s}"].values] for s in sensors}
+    classes = [str(c) for c in first["class_name"].values]
+    for path, ds in zip(paths, opened, strict=True):
+        if str(ds.attrs.get("sensors", "")).split() != sensors:
+            raise InputError(f"shard sensors {ds.attrs.get('sensors')!r} differ from "
+                             f"{' '.join(sensors)!r}", file=path, field="sensors", fix=fix)
+        for s in sensors:
+            if [str(b) for b in ds[f"band_{s}"].values] != bands[s]:
+                raise InputError(f"{s} bands of the tiles differ", file=path,
+                                 field=f"band_{s}", fix="extract every tile with the same bands")
+        if [str(c) for c in ds["class_name"].values] != classes:
+            raise InputError("shard class names differ", file=path, field="class_name", fix=fix)
+    return sensors, bands, classes
+
+
+class _ChunkAppender:
+    """Append rows (samples) to a netCDF variable in whole chunks of ``chunk`` rows."""
+
+    def __init__(self, var: netCDF4.Variable, chunk: int) -> None:
+        self.var, self.chunk, self.at = var, chunk, 0
+        self.buffer: list[np.ndarray] = []
+
+    def append(self, rows: np.ndarray) -> None:
+        self.buffer.append(rows)
+        if sum(len(b) for b in self.buffer) >= self.chunk:
+            self.flush(whole=True)
+
+    def flush(self, whole: bool = False) -> None:
+        if not self.buffer:
+            return
+        rows = np.concatenate(self.buffer)
+        n = (len(rows) // self.chunk) * self.chunk if whole else len(rows)
+        if n:
+            self.var[self.at:self.at + n] = rows[:n]
+            self.at += n
+        self.buffer = [rows[n:]] if n < len(rows) else []
+
+
+def merge_pixels(shards: Sequence[Path], out: Path, *, chunk: int = 1024) -> Path:
+    """One pixel dataset from shards (one per tile, gpvae.preprocess.sample.sample_tile) with
+    the same sensors, bands, classes and settings, in the given order: each sensor's dates
+    are the union of the shards' (NaN where a shard has no such date); values are streamed
+    in whole chunks of ``chunk`` samples (memory: a few chunks, whatever the total)."""
+    shards = [Path(p) for p in shards]
+    if not shards:
+        raise InputError("no shard to merge", field="shards", fix="run the sample jobs first")
+    with contextlib.ExitStack() as stack:
+        opened = [stack.enter_context(xr.open_dataset(p, engine="netcdf4")) for p in shards]
+        sensors, bands, classes = _shard_layout(shards, opened)
+        sizes = [ds.sizes["sample"] for ds in opened]
+        n = int(sum(sizes))
+        if n == 0:
+            raise InputError("no sampled pixel has a valid date in its span", file=shards[0],
+                             field="sample.years", fix="check the years and the masks (too "
+                             "cloudy?)")
+        times = {s: np.unique(np.concatenate([ds[f"time_{s}"].values for ds in opened]))
+                 for s in sensors}
+        coords: dict[str, object] = {}
+        for k in (*SAMPLE_COORDS, *SPAN_COORDS):
+            if all(k in ds.variables for ds in opened):
+                coords[k] = ("sample", np.concatenate([ds[k].values for ds in opened]),
+                             opened[0][k].attrs)
+        for s in sensors:
+            coords[f"time_{s}"] = times[s]
+            coords[f"band_{s}"] = np.asarray(bands[s], str)
+        skeleton = xr.Dataset({"class_name": ("class", np.asarray(classes, str))},
+                              coords=coords, attrs=dict(opened[0].attrs))
+        truth = "S2" in sensors and any("truth_S2" in ds for ds in opened)
+        names = [(f"values_{s}", s) for s in sensors] + ([("truth_S2", "S2")] if truth else [])
+        specs = {v: VarSpec(("sample", f"time_{s}", f"band_{s}"), "float32",
+                            (max(1, min(n, chunk)), len(times[s]), len(bands[s])),
+                            opened[0][v].attrs if v in opened[0] else {}, complevel=4,
+                            shuffle=True) for v, s in names}
+        raw = [stack.enter_context(netCDF4.Dataset(p)) for p in shards]
+        for nc in raw:
+            nc.set_auto_maskandscale(False)
+        with stream_netcdf(out, skeleton, specs) as variables:
+            for v, s in names:
+                variables[v].set_var_chunk_cache(size=1)  # whole chunks are written
+                app = _ChunkAppender(variables[v], max(1, min(n, chunk)))
+                for ds, nc, size in zip(opened, raw, sizes, strict=True):
+                    pos = np.searchsorted(times[s], ds[f"time_{s}"].values)
+                    for a in range(0, size, chunk):
+                        b = min(size, a + chunk)
+                        rows = np.full((b - a, len(times[s]), len(bands[s])), np.nan,
+                                       np.float32)
+                        if v in nc.variables:
+                            rows[:, pos] = nc.variables[v][a:b]
+                        app.append(rows)
+                app.flush()
+    return Path(out)
