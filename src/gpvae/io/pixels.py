@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -49,6 +50,50 @@ def sensor_definitions(ds: xr.Dataset, *, file: object = None) -> SensorRegistry
     return registry_from_json(ds.attrs.get("sensor_definitions"), source=file)
 
 
+class ContentDigest:
+    """SHA-256 of a pixel dataset's content (per-sample coordinates, axes, class names, then
+    each data variable's values in sample order), whatever its chunking: the attribute
+    ``content_sha256`` that names a training run's data (gpvae.data.dataset.
+    dataset_fingerprint)."""
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+
+    def begin(self, name: str) -> None:
+        """Start the part ``name`` (a variable)."""
+        self._hash.update(b"\x00" + name.encode() + b"\x00")
+
+    def update(self, values: np.ndarray) -> None:
+        """Add values of the current part (numbers; calls may split it anywhere along its
+        first axis)."""
+        a = np.asarray(values)
+        if a.dtype.kind == "M":
+            a = a.astype("datetime64[ns]").view(np.int64)
+        self._hash.update(np.ascontiguousarray(a).tobytes())
+
+    def add(self, name: str, values: np.ndarray) -> None:
+        """One whole part: its name, dtype and values (strings in a stable form)."""
+        a = np.asarray(values)
+        self.begin(f"{name}:{a.dtype.kind}")
+        if a.dtype.kind in "OUS":
+            self._hash.update("\x1f".join(map(str, a.ravel().tolist())).encode())
+        else:
+            self.update(a)
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+
+def _digest_header(ds: xr.Dataset) -> ContentDigest:
+    """A digest started with a dataset's coordinates and class names (sorted by name)."""
+    digest = ContentDigest()
+    for name in sorted(map(str, ds.variables)):
+        if name.startswith(("values_", "truth_")):
+            continue
+        digest.add(name, ds[name].values)
+    return digest
+
+
 def write_pixels(path: Path, *, values: dict[str, np.ndarray], times: dict[str, np.ndarray],
                  bands: dict[str, list[str]], samples: dict[str, np.ndarray],
                  class_names: list[str], truth: np.ndarray | None = None,
@@ -93,10 +138,14 @@ def write_pixels(path: Path, *, values: dict[str, np.ndarray], times: dict[str, 
                                      {"long_name": "noise-free cloud-free reflectance (demo)"})
             encoding["truth_S2"] = enc
     ds = xr.Dataset(data_vars, coords=coords)
+    digest = _digest_header(ds)
+    for name in sorted(v for v in map(str, ds.data_vars) if v.startswith(("values_",
+                                                                          "truth_"))):
+        digest.add(name, ds[name].values)
     ds.attrs = {"sensors": " ".join(sensors), "epoch": str(gpvae.EPOCH),
                 "gpvae_version": gpvae.__version__,
                 "sensor_definitions": json.dumps(registry.declarations(sensors)),
-                **(attrs or {})}
+                **(attrs or {}), "content_sha256": digest.hexdigest()}
     with atomic_path(path) as tmp:
         ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=encoding)
     return Path(path)
@@ -201,6 +250,7 @@ def merge_pixels(shards: Sequence[Path], out: Path, *, chunk: int = 1024) -> Pat
             coords[f"band_{s}"] = np.asarray(bands[s], str)
         skeleton = xr.Dataset({"class_name": ("class", np.asarray(classes, str))},
                               coords=coords, attrs=dict(opened[0].attrs))
+        digest = _digest_header(skeleton)
         truth = "S2" in sensors and any("truth_S2" in ds for ds in opened)
         names = [(f"values_{s}", s) for s in sensors] + ([("truth_S2", "S2")] if truth else [])
         specs = {v: VarSpec(("sample", f"time_{s}", f"band_{s}"), "float32",
@@ -211,9 +261,10 @@ def merge_pixels(shards: Sequence[Path], out: Path, *, chunk: int = 1024) -> Pat
         for nc in raw:
             nc.set_auto_maskandscale(False)
         with stream_netcdf(out, skeleton, specs) as variables:
-            for v, s in names:
+            for v, s in sorted(names):
                 variables[v].set_var_chunk_cache(size=1)  # whole chunks are written
                 app = _ChunkAppender(variables[v], max(1, min(n, chunk)))
+                digest.begin(f"{v}:f")  # as ContentDigest.add of a float array
                 for ds, nc, size in zip(opened, raw, sizes, strict=True):
                     pos = np.searchsorted(times[s], ds[f"time_{s}"].values)
                     for a in range(0, size, chunk):
@@ -223,5 +274,8 @@ def merge_pixels(shards: Sequence[Path], out: Path, *, chunk: int = 1024) -> Pat
                         if v in nc.variables:
                             rows[:, pos] = nc.variables[v][a:b]
                         app.append(rows)
+                        digest.update(rows)
                 app.flush()
+            next(iter(variables.values())).group().setncattr("content_sha256",
+                                                             digest.hexdigest())
     return Path(out)

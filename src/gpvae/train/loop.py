@@ -33,12 +33,14 @@ from gpvae.data.dataset import (
     BlockSampler,
     DatasetInfo,
     PixelDataset,
+    dataset_fingerprint,
     dataset_info,
     make_loader,
     pin_batch,
     sensor_bands_from_config,
 )
 from gpvae.data.normalise import Normalisation
+from gpvae.data.stream import training_sampler
 from gpvae.device import (
     autocast,
     fixed_rng,
@@ -179,8 +181,8 @@ def _fit(dataset: PixelDataset, model_name: str, model_cfg: dict, out_dir: Path,
         epoch, best_val, best_epoch = state["epoch"], state["best_val"], state["best_epoch"]
         bad_epochs, stopped, rows = state["bad_epochs"], state["stopped"], list(state["metrics"])
 
-    train_sampler = BlockSampler(train_idx, settings["batch_size"], shuffle=True, seed=seed,
-                                 window=settings["shuffle_window"] or None)
+    train_sampler = training_sampler(dataset, train_idx, settings["batch_size"], seed=seed,
+                                     window=settings["shuffle_window"] or None)
     val_sampler = BlockSampler(val_idx, settings["batch_size"], shuffle=False)
     train_loader = make_loader(dataset, train_sampler, num_workers=settings["num_workers"])
     val_loader = make_loader(dataset, val_sampler, num_workers=settings["num_workers"])
@@ -240,13 +242,13 @@ def _fit(dataset: PixelDataset, model_name: str, model_cfg: dict, out_dir: Path,
 def run_id(model_name: str, model_cfg: dict, pixels: Path | None = None) -> str:
     """Short hash naming a training run's state folder: one per (model name, settings, data).
 
-    The pixel dataset enters by size and modification time, so a resampled dataset starts a
-    new run while a killed job on unchanged data resumes.
+    The pixel dataset enters by its content (gpvae.data.dataset.dataset_fingerprint), so a
+    resampled dataset starts a new run while a killed job on unchanged data resumes, also
+    from a copy of the dataset (scratch, another node).
     """
     data = None
     if pixels is not None and Path(pixels).exists():
-        st = Path(pixels).stat()
-        data = [st.st_size, st.st_mtime_ns]
+        data = dataset_fingerprint(pixels)
     text = json.dumps({"name": model_name, "cfg": canonical_config(model_cfg), "data": data},
                       sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
