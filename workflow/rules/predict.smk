@@ -4,7 +4,14 @@
 # so a checkpoint job reads it from the cube.
 
 
-def map_args():
+def map_aoi(tile):
+    """``--aoi ...`` of one tile's map (predict.aoi: one window, or one per tile)."""
+    aoi = PREDICT["aoi"]
+    aoi = aoi.get(tile) if isinstance(aoi, dict) else aoi
+    return "--aoi " + " ".join(str(v) for v in aoi) if aoi else ""
+
+
+def map_args(wildcards):
     """Options of the block jobs (predict section of the config)."""
     p = PREDICT
     opts = [
@@ -15,8 +22,7 @@ def map_args():
     opts += [f"--num-samples {p['num_samples']}", f"--device {config['device']}"]
     opts += [f"--year {p['year']}"] if p["year"] else []
     opts += [f"--block-px {p['block_px']}"] if p["block_px"] else []
-    opts += ["--aoi " + " ".join(str(v) for v in p["aoi"])] if p["aoi"] else []
-    opts += ["--products " + " ".join(p["products"])]
+    opts += [map_aoi(wildcards.tile), "--products " + " ".join(p["products"])]
     opts += ["--dates " + " ".join(str(d) for d in p["dates"])] if p["dates"] else []
     opts += ["--mixed-precision"] if p["mixed_precision"] else []
     opts += [sensor_arg(config["gapfill"]["sensor"])]
@@ -47,11 +53,7 @@ checkpoint tile_blocks:
         ENV
     params:
         block=f"--block-px {PREDICT['block_px']}" if PREDICT["block_px"] else "",
-        aoi=(
-            "--aoi " + " ".join(str(v) for v in PREDICT["aoi"])
-            if PREDICT["aoi"]
-            else ""
-        ),
+        aoi=lambda w: map_aoi(w.tile),
         chunk=PREDICT["chunk_px"],
     message:
         "Listing the map blocks of tile {wildcards.tile}"
@@ -85,7 +87,7 @@ rule predict_block:
         gpu=1,
     params:
         inputs=lambda w: json.dumps(tile_inputs(w.model, w.tile), sort_keys=True),
-        opts=map_args(),
+        opts=map_args,
     message:
         "Mapping block {wildcards.block} of tile {wildcards.tile} with model {wildcards.model}"
     shell:
@@ -97,7 +99,8 @@ rule predict_block:
 
 rule gather_tile:
     input:
-        unpack(map_blocks),
+        blocks=lambda w: map_blocks(w)["blocks"],
+        costs=lambda w: map_blocks(w)["costs"],
     output:
         nc=f"{R}/maps/{{model}}/{{tile}}.nc",
         cost=f"{R}/maps/{{model}}/{{tile}}_cost.json",
