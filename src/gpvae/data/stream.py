@@ -13,8 +13,6 @@ within it. The order depends on ``(seed, epoch)`` only: a resumed run sees the s
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 from torch.utils.data import Sampler
 
@@ -25,21 +23,17 @@ from gpvae.data.dataset import BlockSampler, PixelDataset
 BUFFER_CHUNKS = 4
 
 
-class ChunkSampler(Sampler):
+class ChunkSampler(BlockSampler):
     """Index blocks (one per batch) that visit the file chunk by chunk (see the module
     docstring); ``chunk``: samples per file chunk; ``buffer``: chunks shuffled together."""
 
     def __init__(self, indices: np.ndarray, batch_size: int, *, chunk: int,
                  buffer: int = BUFFER_CHUNKS, seed: int = 0) -> None:
-        self.indices = np.sort(np.asarray(indices, dtype=np.int64))
-        self.batch_size, self.chunk, self.buffer = int(batch_size), int(chunk), int(buffer)
-        self.seed, self.epoch = int(seed), 0
-        ids = self.indices // self.chunk
-        self.chunks, starts = np.unique(ids, return_index=True)
+        super().__init__(np.sort(np.asarray(indices, dtype=np.int64)), batch_size,
+                         shuffle=True, seed=seed)
+        self.chunk, self.buffer = int(chunk), int(buffer)
+        _, starts = np.unique(self.indices // self.chunk, return_index=True)
         self.members = np.split(self.indices, starts[1:])
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
 
     def order(self) -> np.ndarray:
         """This epoch's sample order: groups of ``buffer`` shuffled chunks, shuffled within."""
@@ -50,14 +44,6 @@ class ChunkSampler(Sampler):
         groups = [np.concatenate([self.members[c] for c in perm[g:g + self.buffer]])
                   for g in range(0, perm.size, self.buffer)]
         return np.concatenate([rng.permutation(g) for g in groups])
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        order = self.order()
-        for start in range(0, order.size, self.batch_size):
-            yield order[start:start + self.batch_size]
-
-    def __len__(self) -> int:
-        return -(-self.indices.size // self.batch_size)
 
 
 def training_sampler(dataset: PixelDataset, indices: np.ndarray, batch_size: int, *,

@@ -8,7 +8,6 @@ Float32 linear calibrated backscatter (0 = no data), with optional ``<stem>_Bord
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import re
 from collections.abc import Callable
@@ -22,7 +21,7 @@ from rasterio.windows import Window
 
 from gpvae.errors import InputError
 from gpvae.io.atomic import atomic_path
-from gpvae.io.geotiff import write_geotiff
+from gpvae.io.geotiff import OpenFiles, write_geotiff
 
 #: Image name; groups: platform, tile, pol, direction, orbit, date, time.
 S1TILING_NAME = re.compile(
@@ -162,7 +161,7 @@ def check_linear(values: np.ndarray, *, file: Path, field: str,
                          "only applied inside the model)")
 
 
-class S1TilingReader:
+class S1TilingReader(OpenFiles):
     """The VV / VH images (and border masks) of one acquisition opened once, read window by
     window: ``read(window)`` -> (VV, VH) linear sigma0 (2, y, x) with NaN where invalid, and
     valid (y, x) = BorderMask of both images (when present) AND finite value > 0 for both
@@ -173,25 +172,22 @@ class S1TilingReader:
                  grid_check: Callable[[S1Image, tuple], None] | None = None) -> None:
         self.images = (acq.vv, acq.vh)
         self.files: list[Path] = []
-        self._stack = contextlib.ExitStack()
         self.sources: list[tuple] = []
-        try:
+        super().__init__()
+        with self.opening():
             for im in self.images:
                 if not im.path.is_file():
                     raise InputError("raster file not found", file=im.path,
                                      fix="check the product is complete (re-download it)")
-                src = self._stack.enter_context(rasterio.open(im.path))
+                src = self.enter(rasterio.open(im.path))
                 if grid_check is not None:
                     grid_check(im, (src.crs, src.transform, src.height, src.width))
                 self.files.append(im.path)
                 border = None
                 if im.border_mask.is_file():
-                    border = self._stack.enter_context(rasterio.open(im.border_mask))
+                    border = self.enter(rasterio.open(im.border_mask))
                     self.files.append(im.border_mask)
                 self.sources.append((im, src, border))
-        except BaseException:
-            self._stack.close()
-            raise
 
     def read(self, window: Window | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(sigma0 (2, y, x), valid (y, x)) of ``window`` (default: the whole image)."""
@@ -207,15 +203,6 @@ class S1TilingReader:
         stack = np.stack(data)
         stack[:, ~valid] = np.nan
         return stack, valid
-
-    def close(self) -> None:
-        self._stack.close()
-
-    def __enter__(self) -> S1TilingReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def read_s1tiling_acquisition(acq: S1Acquisition, *, window: Window | None = None,

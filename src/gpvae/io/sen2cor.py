@@ -33,6 +33,7 @@ from gpvae.errors import InputError
 from gpvae.io.atomic import atomic_path
 from gpvae.io.cube import cube_writer
 from gpvae.io.extract import AOI, one_gdal_env, one_per_day
+from gpvae.io.geotiff import OpenFiles
 from gpvae.io.sensors import S2_10M, S2_BANDS, builtin
 from gpvae.io.window import aoi_window, in_date_range, spatial_blocks, window_transform
 
@@ -220,7 +221,7 @@ def find_sen2cor_products(src: Path, tile: str) -> list[Sen2CorProduct]:
     return sorted(found, key=lambda p: p.acquired)
 
 
-class GridReader:
+class GridReader(OpenFiles):
     """Band 1 of a raster opened once and warped onto a target grid (nearest and, for
     ``bilinear=True``, bilinear; nodata pixels skipped by the kernel), read window by window
     of the target grid. ``expect_res``: the documented pixel size; another one is an
@@ -229,9 +230,9 @@ class GridReader:
     def __init__(self, path: str, *, crs, transform: affine.Affine, height: int, width: int,
                  nodata: float | None = 0, bilinear: bool = False,
                  expect_res: float | None = None, field: str | None = None) -> None:
-        self._stack = contextlib.ExitStack()
-        try:
-            src = self._stack.enter_context(rasterio.open(path))
+        super().__init__()
+        with self.opening():
+            src = self.enter(rasterio.open(path))
             if expect_res is not None and not np.allclose(src.res, expect_res):
                 raise InputError(f"pixel size {src.res} m, documented {expect_res} m",
                                  file=path, field=field,
@@ -240,29 +241,17 @@ class GridReader:
                     and src.width == width)
             methods = (Resampling.nearest, Resampling.bilinear) if bilinear else (
                 Resampling.nearest,)
-            self.views = {m: src if same else self._stack.enter_context(WarpedVRT(
+            self.views = {m: src if same else self.enter(WarpedVRT(
                 src, crs=crs, transform=transform, height=height, width=width, resampling=m,
                 src_nodata=nodata, nodata=nodata)) for m in methods}
-        except BaseException:
-            self._stack.close()
-            raise
 
     def read(self, window: Window | None = None,
              resampling: Resampling = Resampling.nearest) -> np.ndarray:
         """The target grid's ``window`` (default: all of it) by ``resampling``."""
         return self.views[resampling].read(1, window=window)
 
-    def close(self) -> None:
-        self._stack.close()
 
-    def __enter__(self) -> GridReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class L2ASceneReader:
+class L2ASceneReader(OpenFiles):
     """One L2A scene's band (and ``SCL``) rasters opened once on a target grid, read window
     by window: ``read(window)`` -> reflectance (band, y, x), valid (y, x), SCL (y, x).
 
@@ -275,17 +264,14 @@ class L2ASceneReader:
         grid = {"crs": crs, "transform": transform, "height": height, "width": width}
         self.radiometry = radiometry
         self.bands = [b for b in S2_BANDS if b in paths]
-        self._stack = contextlib.ExitStack()
-        try:
-            self.readers = {band: self._stack.enter_context(GridReader(
+        super().__init__()
+        with self.opening():
+            self.readers = {band: self.enter(GridReader(
                 paths[band], **grid, bilinear=L2A_RESOLUTION[band] != 10, field=band,
                 expect_res=L2A_RESOLUTION[band] if check_res else None))
                 for band in self.bands}
-            self.scl = self._stack.enter_context(GridReader(
+            self.scl = self.enter(GridReader(
                 paths["SCL"], **grid, expect_res=20 if check_res else None, field="SCL"))
-        except BaseException:
-            self._stack.close()
-            raise
 
     def read(self, window: Window | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(reflectance, valid, SCL) of ``window`` of the target grid (default: all)."""
@@ -303,15 +289,6 @@ class L2ASceneReader:
         valid &= (scl != 0) & np.isfinite(refl).all(axis=0)
         refl[:, ~valid] = np.nan
         return refl, valid, scl
-
-    def close(self) -> None:
-        self._stack.close()
-
-    def __enter__(self) -> L2ASceneReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def _mtd_msil2a(*, baseline: str, platform: str, acquired: np.datetime64, orbit: int,

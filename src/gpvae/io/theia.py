@@ -8,7 +8,6 @@ Format (docs/contracts.md section 0, notes/formats.md): one folder per product
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import re
@@ -25,7 +24,7 @@ from rasterio.windows import Window
 
 from gpvae.errors import InputError
 from gpvae.io.atomic import atomic_path
-from gpvae.io.geotiff import raster_grid, write_geotiff
+from gpvae.io.geotiff import OpenFiles, raster_grid, write_geotiff
 from gpvae.io.sensors import S2_10M, S2_BANDS
 
 log = logging.getLogger(__name__)
@@ -200,7 +199,7 @@ def theia_grid(product: TheiaProduct) -> tuple[rasterio.crs.CRS, affine.Affine, 
     return raster_grid(path)
 
 
-class TheiaReader:
+class TheiaReader(OpenFiles):
     """A product's rasters opened once (band files, EDG_R1, CLM_R1), read window by window.
 
     ``read(window)`` returns reflectance (band, y, x), valid and CLM (y, x) of a 10 m window:
@@ -230,17 +229,14 @@ class TheiaReader:
             if not path.is_file():
                 raise InputError(f"mask {field} missing from Theia product {product.name}",
                                  file=path, field=field, fix="re-download the product")
-        self._stack = contextlib.ExitStack()
-        try:
-            self.clm = self._stack.enter_context(rasterio.open(clm_path))
+        super().__init__()
+        with self.opening():
+            self.clm = self.enter(rasterio.open(clm_path))
             if grid_check is not None:
                 grid_check(product, (self.clm.crs, self.clm.transform, self.clm.height,
                                      self.clm.width))
-            self.edg = self._stack.enter_context(rasterio.open(edg_path))
-            self.sources = [self._stack.enter_context(rasterio.open(p)) for p in self.files]
-        except BaseException:
-            self._stack.close()
-            raise
+            self.edg = self.enter(rasterio.open(edg_path))
+            self.sources = [self.enter(rasterio.open(p)) for p in self.files]
         self.files += [edg_path, clm_path]
 
     @property
@@ -273,15 +269,6 @@ class TheiaReader:
         valid = ~edg & ~nodata
         refl[:, ~valid] = np.nan
         return refl, valid, clm
-
-    def close(self) -> None:
-        self._stack.close()
-
-    def __enter__(self) -> TheiaReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def read_theia_product(product: TheiaProduct, *, bands: list[str] | None = None,
