@@ -4,11 +4,8 @@ from snakemake.utils import min_version
 min_version("8.0")
 
 
-if not config:  # the demo, unless --configfile / --config gave a configuration
-
-    configfile: "config/config.yaml"
-
-
+# Config: config/config.yaml (the demo) unless --configfile is given; --config KEY=VALUE
+# overrides either. Validated by schema and start-up checks (docs/validation.md).
 include: "workflow/rules/common.smk"
 
 
@@ -18,6 +15,7 @@ wildcard_constraints:
     model="|".join(MODELS) if MODELS else "NO_MODEL",
     features="|".join(FEATURES),
     baseline="|".join(BASELINES) if BASELINES else "NO_BASELINE",
+    kind="region|year",
 
 
 include: "workflow/rules/scene.smk"
@@ -40,3 +38,8 @@ rule all:
     default_target: True
     input:
         all_targets() + (REPORT_TARGETS if MODELS else []),
+
+
+onerror:
+    # Each failed job's own error (file, field, fix) on the terminal, not only in its log.
+    report_failed_jobs(log)

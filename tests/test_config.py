@@ -31,7 +31,7 @@ def test_model_defaults_are_filled(demo: dict) -> None:
     demo["models"] = {"m": {"type": "gpvae"}}
     cfg = validate_config(demo, SCHEMA)
     m = cfg["models"]["m"]
-    assert m["prior"] == "markov" and m["latent_dim"] == 8 and m["train"]["epochs"] == 30
+    assert m["prior"] == "markov" and m["latent_dim"] == 8 and m["train"]["steps"] == 3000
 
 
 def test_unknown_key_is_named(demo: dict) -> None:
@@ -78,7 +78,7 @@ def test_the_schema_is_the_only_source_of_defaults() -> None:
             assert built[key] == value, key
     assert built["sensors"] == ["S2"] and built["time_range"] == [0.0, 365.25]
     assert train_settings({}) == train_defaults
-    assert train_defaults["epochs"] == 30 and model_defaults["prior"] == "markov"
+    assert train_defaults["steps"] == 3000 and model_defaults["prior"] == "markov"
 
 
 def test_train_settings_errors_name_the_key() -> None:

@@ -118,3 +118,43 @@ def test_label_subset_per_class():
     assert np.bincount(labels[pos]).tolist() == [50, 5, 1]
     assert np.unique(pos).size == pos.size
     assert label_subset(labels, 1.0, rng).size == labels.size
+
+
+def _trained(path: Path, seed: int = 0) -> Path:
+    """A synthetic embeddings file that says it comes from a trained model (a checkpoint)."""
+    write_embeddings(path, seed=seed)
+    with xr.open_dataset(path) as ds:
+        ds = ds.load()
+    ds.attrs["checkpoint"] = "models/toy/best.pt"
+    ds.to_netcdf(path, engine="netcdf4")
+    return path
+
+
+def test_transfer_protocols_need_held_out_domain_models(tmp_path):
+    """A trained model's region/year protocols run only on embeddings of models trained
+    without the held-out domain; the features of each run come from that domain's file."""
+    emb = _trained(tmp_path / "toy.nc")
+    out = classify(emb, tmp_path / "a.csv", tmp_path / "ca.csv", tmp_path / "a.joblib",
+                   classifiers=("logreg",), seeds=(0,), protocols=("parcel", "region"))
+    assert set(pd.read_csv(out).protocol) == {"parcel"}  # region skipped: no transfer files
+    held = tmp_path / "region"
+    held.mkdir()
+    _trained(held / "T31TCJ.nc", seed=1)
+    # the other held-out region's file has no usable sample of that region
+    bad = _trained(held / "T31UDQ.nc", seed=2)
+    with xr.open_dataset(bad) as ds:
+        ds = ds.load()
+    ds["valid"][ds["region"].values == "T31UDQ"] = 0
+    ds.to_netcdf(bad, engine="netcdf4")
+    out = classify(emb, tmp_path / "b.csv", tmp_path / "cb.csv", tmp_path / "b.joblib",
+                   classifiers=("logreg",), seeds=(0,), protocols=("parcel", "region"),
+                   transfer={"region": held})
+    df = pd.read_csv(out)
+    assert set(df[df.protocol == "region"].split) == {"test:T31TCJ"}  # T31UDQ: no sample
+
+
+def test_raw_features_need_no_transfer_models(tmp_path):
+    emb = write_embeddings(tmp_path / "raw.nc")  # no checkpoint: no training involved
+    out = classify(emb, tmp_path / "a.csv", tmp_path / "c.csv", tmp_path / "a.joblib",
+                   classifiers=("logreg",), seeds=(0,), protocols=("region",))
+    assert set(pd.read_csv(out).split) == {"test:T31TCJ", "test:T31UDQ"}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+import gpytorch
 import pytest
 import torch
 from torch import nn
@@ -48,7 +49,10 @@ def log_evidence(model, batch: Batch) -> torch.Tensor:
     lin = model.decoders["S2"].net[-1]
     w, b = lin.weight.detach(), lin.bias.detach()
     noise = model.likelihoods["S2"].variance(torch.zeros(len(S2), dtype=torch.float64)).detach()
-    k = model.prior.kernel
+    k, bias = model.prior.kernel, None
+    if isinstance(k, gpytorch.kernels.AdditiveKernel):  # Matern + constant (pixel level)
+        k, const = k.kernels
+        bias = const.constant.detach().reshape(-1)
     ls = k.base_kernel.lengthscale.detach().reshape(-1)
     os_ = k.outputscale.detach().reshape(-1)
     out = []
@@ -57,7 +61,8 @@ def log_evidence(model, batch: Batch) -> torch.Tensor:
         t = sb.t[i, n_idx]
         cov = torch.diag(noise[c_idx])
         for j in range(w.shape[1]):
-            cov = cov + torch.outer(w[c_idx, j], w[c_idx, j]) * matern32(t, ls[j], os_[j])
+            k_j = matern32(t, ls[j], os_[j]) + (0.0 if bias is None else bias[j])
+            cov = cov + torch.outer(w[c_idx, j], w[c_idx, j]) * k_j
         mvn = torch.distributions.MultivariateNormal(b[c_idx], covariance_matrix=cov)
         out.append(mvn.log_prob(sb.x[i, n_idx, c_idx]))
     return torch.stack(out)
@@ -66,6 +71,7 @@ def log_evidence(model, batch: Batch) -> torch.Tensor:
 def linear_model(latent_dim: int, seed: int):
     torch.manual_seed(seed)
     model = make("gpvae_exact", {"S2": S2}, latent_dim=latent_dim, decoder_layers=0,
+                 seasonal_harmonics=0,
                  lengthscale=25.0, outputscale=1.3).double()
     model.prior.jitter = 0.0
     with torch.no_grad():

@@ -23,6 +23,8 @@ def test_conda_env_matches_pyproject() -> None:
     env = yaml.safe_load((ROOT / "envs" / "gpvae.yaml").read_text())
     conda = {CONDA_TO_PYPI.get(_name(d), _name(d)) for d in env["dependencies"]
              if isinstance(d, str)} - {"python", "pip"}
+    conda |= {_name(d) for part in env["dependencies"] if isinstance(part, dict)
+              for d in part.get("pip", [])}
     assert conda == pypi, f"only in envs: {conda - pypi}; only in pyproject: {pypi - conda}"
 
 

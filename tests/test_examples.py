@@ -49,10 +49,18 @@ def real(path: Path) -> Path:
     return path
 
 
+#: Training settings of the tests: the examples train with the default budget (3000 steps),
+#: which checks nothing more than two passes do and would take far too long here.
+TEST_TRAIN = {"epochs": 2, "batch_size": 64}
+
+
 def example(name: str) -> dict:
-    """An example config as a user gets it, run on CPU into `results/` of the workdir."""
+    """An example config as a user gets it, run on CPU into `results/` of the workdir, its
+    models trained for two passes only (:data:`TEST_TRAIN`)."""
     cfg = yaml.safe_load((EXAMPLES / f"{name}.yaml").read_text())
     cfg.update(results="results", device="cpu")
+    for model in cfg["models"].values():
+        model["train"] = {**TEST_TRAIN, **(model.get("train") or {})}
     return cfg
 
 

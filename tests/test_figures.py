@@ -150,10 +150,14 @@ def write_training(results: Path, model: str, lengthscales: bool) -> None:
     rows = []
     for epoch in range(1, 6):
         for split in ("train", "val"):
-            row = {"epoch": epoch, "split": split, "elbo": -100 / epoch, "recon": -90 / epoch,
-                   "kl": 10.0, "seconds": 1.5, "lr": 0.005}
+            row = {"step": 10 * epoch, "epoch": epoch, "split": split,
+                   "elbo": -100 / epoch if epoch > 1 else -2.6e7, "recon": -90 / epoch,
+                   "kl": 10.0, "seconds": 1.5, "lr": 0.005, "noise_std_S2_B04": 0.5 / epoch}
+            if split == "val":
+                row |= {"gap_mae": 0.5 / epoch, "active_units": min(epoch, 3)}
             if lengthscales:
                 row |= {f"matern32.lengthscale_{i}": 20.0 + epoch * (i + 1) for i in range(3)}
+                row |= {f"scale.outputscale_{i}": 1.0 + 0.1 * epoch for i in range(3)}
             rows.append(row)
     (results / "models" / model).mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_csv(results / "models" / model / "metrics.csv", index=False)

@@ -52,7 +52,8 @@ def extract(ds, tmp_path, name="cube.nc", **kw):
     ds.to_netcdf(src)
     kw.setdefault("sensor", "S2")
     kw.setdefault("bands", {"B04": "red", "B02": "blue"})
-    kw.setdefault("scale", 1.0)  # DN as they are: geometry checks compare raw values
+    # S2 DN -> reflectance (DN read as reflectance would be refused); others as they are
+    kw.setdefault("scale", 1e-4 if kw["sensor"] == "S2" else 1.0)
     return open_cube(extract_generic(src, "T31TCJ", tmp_path / name, **kw))
 
 
@@ -104,7 +105,7 @@ def test_south_up_grid_is_flipped(tmp_path):
     assert (np.diff(out.y.values) < 0).all()
     np.testing.assert_array_equal(out.y.values, ds.y.values[::-1])
     np.testing.assert_allclose(out.data.sel(band="B04").values[2],
-                               ds.red.values[2][::-1], rtol=1e-6)
+                               ds.red.values[2][::-1] * 1e-4, rtol=1e-6)
     assert out.attrs["transform"][3] == ds.y.values.max() + 5.0
 
 
@@ -116,7 +117,8 @@ def test_unsorted_times_are_sorted(tmp_path):
     for k, t in enumerate(out.time.values):
         expected = ds.red.values[src_index[t]].astype(float)
         expected[expected == -9999] = np.nan
-        np.testing.assert_allclose(out.data.sel(band="B04").values[k], expected, rtol=1e-6)
+        np.testing.assert_allclose(out.data.sel(band="B04").values[k], expected * 1e-4,
+                                   rtol=1e-6)
 
 
 def test_duplicated_times_merged_first_with_data_wins(tmp_path):
@@ -129,7 +131,7 @@ def test_duplicated_times_merged_first_with_data_wins(tmp_path):
     assert out.sizes["time"] == 3
     first_ok = blue[0] != -9999
     assert (~first_ok).sum() == 1 + 2 * NX  # rows 2-3 and the (0, 0) no-data pixel
-    expected = np.where(first_ok, blue[0], blue[2]).astype(float)  # 2nd fills the gaps
+    expected = np.where(first_ok, blue[0], blue[2]) * 1e-4  # 2nd fills the gaps
     np.testing.assert_allclose(out.data.sel(band="B02").values[0], expected, rtol=1e-6)
     np.testing.assert_array_equal(out.quality.values[0],
                                   np.where(first_ok, ds.qai.values[0], ds.qai.values[2]))

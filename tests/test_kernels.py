@@ -46,7 +46,7 @@ def test_unknown_kernel_names_valid_choices():
 
 @pytest.mark.parametrize("name,nu", [("matern12", 0.5), ("matern32", 1.5), ("matern52", 2.5)])
 def test_matern_closed_form(name, nu):
-    k = make_kernel(name, 3, lengthscale=25.0, outputscale=2.5).double()
+    k = make_kernel(name, 3, lengthscale=25.0, outputscale=2.5, dtype=torch.float64)
     got = k_at(k, TAU)
     assert got.shape == (3, len(TAU))
     np.testing.assert_allclose(got, 2.5 * matern(nu, TAU, 25.0)[None].repeat(3, 0), rtol=1e-6,
@@ -55,11 +55,11 @@ def test_matern_closed_form(name, nu):
 
 def test_rbf_rq_cauchy_closed_form():
     ls = 20.0
-    rbf = k_at(make_kernel("rbf", 1, lengthscale=ls).double(), TAU)[0]
+    rbf = k_at(make_kernel("rbf", 1, lengthscale=ls, dtype=torch.float64), TAU)[0]
     np.testing.assert_allclose(rbf, np.exp(-0.5 * TAU**2 / ls**2), rtol=1e-6, atol=1e-9)
-    rq = k_at(make_kernel("rq", 1, lengthscale=ls, alpha=3.0).double(), TAU)[0]
+    rq = k_at(make_kernel("rq", 1, lengthscale=ls, alpha=3.0, dtype=torch.float64), TAU)[0]
     np.testing.assert_allclose(rq, (1 + TAU**2 / (2 * 3.0 * ls**2)) ** -3.0, rtol=1e-6)
-    cauchy = make_kernel("cauchy", 1, lengthscale=ls).double()
+    cauchy = make_kernel("cauchy", 1, lengthscale=ls, dtype=torch.float64)
     np.testing.assert_allclose(k_at(cauchy, TAU)[0], 1 / (1 + TAU**2 / (2 * ls**2)), rtol=1e-6)
     trainable = [n for n, p in cauchy.named_parameters() if p.requires_grad]
     assert not any("alpha" in n for n in trainable)
@@ -69,7 +69,7 @@ def test_rbf_rq_cauchy_closed_form():
 
 def test_quasi_periodic_is_periodic_times_matern32():
     k = make_kernel("quasi_periodic", 2, lengthscale=300.0, outputscale=0.7,
-                    periodic_lengthscale=0.8).double()
+                    periodic_lengthscale=0.8, dtype=torch.float64)
     expected = (0.7 * np.exp(-2 * np.sin(np.pi * TAU / 365.25) ** 2 / 0.8)
                 * matern(1.5, TAU, 300.0))
     np.testing.assert_allclose(k_at(k, TAU), np.stack([expected] * 2), rtol=1e-6, atol=1e-9)
@@ -78,7 +78,7 @@ def test_quasi_periodic_is_periodic_times_matern32():
 
 
 def test_latent_dims_have_independent_hyperparameters():
-    k = make_kernel("matern32", 3).double()
+    k = make_kernel("matern32", 3, dtype=torch.float64)
     k.base_kernel.lengthscale = torch.tensor([5.0, 50.0, 500.0], dtype=torch.float64)[:, None,
                                                                                        None]
     got = k_at(k, TAU)
@@ -109,7 +109,7 @@ def test_scaled_bessel_matches_scipy():
 
 @pytest.mark.parametrize("name,nu", [("matern12", 0.5), ("matern32", 1.5), ("matern52", 2.5)])
 def test_matern_state_space_covariance(name, nu):
-    k = make_kernel(name, 2, lengthscale=33.0, outputscale=1.7).double()
+    k = make_kernel(name, 2, lengthscale=33.0, outputscale=1.7, dtype=torch.float64)
     ss = state_space(k)
     assert ss.dim == int(nu + 0.5)
     tau = torch.tensor(TAU, dtype=torch.float64).expand(2, -1)
@@ -121,7 +121,7 @@ def test_matern_state_space_covariance(name, nu):
 def test_quasi_periodic_state_space_is_truncated_expansion():
     J = 4
     k = make_kernel("quasi_periodic", 1, lengthscale=250.0, outputscale=1.3,
-                    periodic_lengthscale=1.2).double()
+                    periodic_lengthscale=1.2, dtype=torch.float64)
     ss = state_space(k, num_harmonics=J)
     assert ss.dim == 2 * (2 * J + 1)
     tau = torch.tensor(TAU, dtype=torch.float64)[None]
@@ -137,7 +137,8 @@ def test_quasi_periodic_state_space_is_truncated_expansion():
 
 def test_process_noise_is_psd():
     for name in ("matern12", "matern32", "matern52", "quasi_periodic"):
-        ss = state_space(make_kernel(name, 2, lengthscale=20.0).double(), num_harmonics=3)
+        ss = state_space(make_kernel(name, 2, lengthscale=20.0, dtype=torch.float64),
+                         num_harmonics=3)
         dt = torch.tensor([0.0, 0.1, 5.0, 200.0], dtype=torch.float64).expand(2, -1)
         A = ss.transition(dt)
         Q = ss.process_noise(A)
@@ -154,7 +155,8 @@ def test_no_state_space_suggests_alternatives(name):
 
 
 def test_period_state_space_period():
-    k = make_kernel("quasi_periodic", 1, lengthscale=1e6, periodic_lengthscale=1.0).double()
+    k = make_kernel("quasi_periodic", 1, lengthscale=1e6, periodic_lengthscale=1.0,
+                    dtype=torch.float64)
     ss = state_space(k)
     c = ss.covariance(torch.tensor([[0.0, 365.25, 730.5]], dtype=torch.float64)).detach()
     assert torch.allclose(c[0, 1], c[0, 0], rtol=1e-5) and torch.allclose(c[0, 2], c[0, 0],
@@ -165,7 +167,7 @@ def test_period_state_space_period():
 @pytest.mark.parametrize("name", ["matern12", "matern32", "matern52", "quasi_periodic"])
 def test_closed_form_transition_equals_matrix_exponential(name):
     """The closed-form A = expm(F dt) (nilpotent series, rotations) against torch's expm."""
-    ss = state_space(make_kernel(name, 3, lengthscale=25.0).double(), num_harmonics=3)
+    ss = state_space(make_kernel(name, 3, lengthscale=25.0, dtype=torch.float64), num_harmonics=3)
     dt = torch.rand(4, 3, 9, dtype=torch.float64) * 80.0
     A = ss.transition(dt)
     assert A.shape == (4, 3, 9, ss.dim, ss.dim)

@@ -17,6 +17,7 @@ FORBIDDEN = {
     "train": ("evaluate", "report", "cli"),
     "evaluate": ("train", "report", "cli"),
     "preprocess": ("models", "train", "evaluate", "report", "cli"),
+    "protocols": ("report", "cli"),
 }
 
 

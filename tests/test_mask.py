@@ -71,12 +71,21 @@ def test_mask_and_csv(tmp_path):
 
 
 def test_cloud_over_nodata_counts_as_nodata(tmp_path):
-    q = np.full((1, 4, 4), 1, np.uint8)
-    valid = np.zeros((1, 4, 4), np.uint8)
+    q = np.full((2, 4, 4), 1, np.uint8)
+    q[1] = 0  # a clear second date
+    valid = np.zeros((2, 4, 4), np.uint8)
     valid[0, :2] = 1
+    valid[1] = 1
     compute_mask(s2_cube(tmp_path / "S2.nc", q, valid), tmp_path / "m.nc", tmp_path / "m.csv")
     row = pd.read_csv(tmp_path / "m.csv").iloc[0]
     assert row["cloud_fraction"] == pytest.approx(0.5) and row["valid_fraction"] == 0
+
+
+def test_all_cloud_cube_stops_with_no_output(tmp_path):
+    cube = s2_cube(tmp_path / "S2.nc", np.full((2, 4, 4), 1, np.uint8))
+    with pytest.raises(InputError, match=r"no usable observation.*cloud 100%.*fix: check mask"):
+        compute_mask(cube, tmp_path / "m.nc", tmp_path / "m.csv")
+    assert not (tmp_path / "m.nc").exists() and not (tmp_path / "m.csv").exists()
 
 
 def test_s1_mask_is_cube_valid(tmp_path):

@@ -163,7 +163,7 @@ def test_model_elbo_latent_reconstruct_shapes(name, likelihood, hetero):
         assert mu.shape == std.shape == (5, 9, c)
         assert torch.isfinite(mu).all() and (std > 0).all()
         torch.manual_seed(5)  # decoding precomputed latent moments = reconstruct
-        mu2, std2 = model.predict_observations(s, mean, var, tq, num_samples=4)
+        mu2, std2 = model.predict_observations(s, mean, var, tq, b, num_samples=4)
         torch.testing.assert_close((mu2, std2), (mu, std))
     hp = model.hyperparameters()
     assert hp["noise_std_S2_B02"] > 0 and all(isinstance(v, float) for v in hp.values())

@@ -32,7 +32,7 @@ def problem(B=3, N=12, L=2, seed=0, dtype=F64, shared_dates=False, offset=8000.0
 
 def kernel(name="matern32", L=2, dtype=F64, **kw):
     kw.setdefault("lengthscale", 40.0)
-    return make_kernel(name, L, **kw).to(dtype)
+    return make_kernel(name, L, dtype=dtype, **kw)
 
 
 def dense_gp(kfun, t, mask, mu, s2, tq=None):
@@ -71,11 +71,13 @@ def site_kl_ref(log_z, mean, var, mask, mu, s2):
 
 
 # ---------------------------------------------------------------- markov vs dense
+@pytest.mark.parametrize("bias", [0.0, 0.8])
 @pytest.mark.parametrize("name", MARKOV_KERNELS)
 @pytest.mark.parametrize("scan", ["sequential", "parallel"])
-def test_markov_equals_dense(name, scan):
+def test_markov_equals_dense(name, scan, bias):
+    """Also with a bias (constant) component: one more state, A = 1, Q = 0."""
     t, mask, mu, s2 = problem(seed=1)
-    k = kernel(name)
+    k = kernel(name, bias=bias)
     prior = make_prior("markov", k, jitter=0.0, scan=scan)
     log_z, mean, var = dense_gp(gpytorch_kfun(k), t, mask, mu, s2)
     got = prior.log_marginal(t, mask, mu, s2).detach()

@@ -33,3 +33,23 @@ def test_readme_config_examples_are_valid() -> None:
         cfg = yaml.safe_load(block)
         if "inputs" in cfg:
             validate_config(cfg)
+
+
+def test_readme_job_count_is_the_dry_run_total(tmp_path: Path) -> None:
+    import os
+    import re
+    import shutil
+    import subprocess
+    import sys
+
+    (tmp_path / "config").mkdir()
+    shutil.copy(ROOT / "config" / "config.yaml", tmp_path / "config" / "config.yaml")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"),
+                           "-d", str(tmp_path), "-n", "--cores", "2"], capture_output=True,
+                          text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    total = re.search(r"^total\s+(\d+)$", proc.stdout + proc.stderr, flags=re.M)
+    assert total, proc.stdout[-2000:]
+    readme = (ROOT / "README.md").read_text()
+    assert f"{total.group(1)} jobs (the total `snakemake -n` plans" in readme

@@ -37,6 +37,10 @@ QUICK_MODEL = {"type": "gpvae", "prior": "markov", "sensors": ["S2", "S1_ASC"], 
                "hidden": 16, "train": {"epochs": 3, "batch_size": 64}}
 #: Epochs of the model whose training job is cancelled after its first checkpoint.
 LONG_EPOCHS = 6
+#: Bounds of the waits (generous: a loaded CI machine is slow, never wrong): a whole run, and
+#: a stop (Snakemake exiting after Ctrl-C, SLURM reaching a state or emptying its queue).
+RUN_LIMIT_S = 1800
+STOP_LIMIT_S = 600
 
 
 def _load(path: Path) -> dict:
@@ -282,10 +286,11 @@ def slurm_run(cluster: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
                if r not in ("all", "total")}
     since = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() - 5))
     start = time.monotonic()
+    local_log = open(base / "local-snakemake.log", "w")  # noqa: SIM115 (closed below)
     local_proc = subprocess.Popen(_snakemake_cmd(local, "--profile", "profiles/local",
                                                  *_targets()),
-                                  cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, text=True)
+                                  cwd=ROOT, env=_env(), stdout=local_log,
+                                  stderr=subprocess.STDOUT)
     cmd = _snakemake_cmd(slurm, "--profile", "slurm", *_targets())
     log_path = base / "slurm-snakemake.log"
     # Training state lives in results/models/<model>/state/<run id>/ (not an output).
@@ -293,7 +298,7 @@ def slurm_run(cluster: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
     cancelled = None
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=cluster, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 900
+        deadline = time.monotonic() + RUN_LIMIT_S
         while proc.poll() is None and time.monotonic() < deadline and cancelled is None:
             if any(state.glob("*/checkpoint.pt")):
                 cancelled = _squeue_job(cluster, "rule_train_wildcards_m2")
@@ -305,18 +310,19 @@ def slurm_run(cluster: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
             # and would wait forever: stop Snakemake as a user would (Ctrl-C; it cancels its
             # other jobs), then run the same command again.
             _wait_for_state(cluster, cancelled, "CANCELLED")
-            proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=180 if cancelled else 1)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        first = proc.returncode
+            _stop_snakemake(proc, cluster, slurm)
+        elif proc.poll() is None:
+            _stop_snakemake(proc, cluster, slurm)  # the m2 job was never seen: give up
+        first = proc.wait()
         log.write(f"\n==== rerun after scancel of job {cancelled} ====\n")
         log.flush()
         proc = subprocess.run(cmd, cwd=ROOT, env=cluster, stdout=log, stderr=subprocess.STDOUT,
-                              timeout=900)
-    local_out, _ = local_proc.communicate(timeout=900)
+                              timeout=RUN_LIMIT_S)
+    try:
+        local_proc.wait(timeout=RUN_LIMIT_S)
+    finally:
+        local_log.close()
+    local_out = (base / "local-snakemake.log").read_text()
     assert local_proc.returncode == 0, local_out[-4000:]
     return SlurmRun(local=local, slurm=slurm, returncode=proc.returncode,
                     output=log_path.read_text(), seconds=time.monotonic() - start,
@@ -324,15 +330,54 @@ def slurm_run(cluster: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
                     first_returncode=first)
 
 
-def _wait_for_state(env: dict[str, str], job: str, prefix: str, timeout: float = 60) -> None:
-    end = time.monotonic() + timeout
+def _wait_until(condition, limit_s: float, what: str, every_s: float = 1.0) -> None:
+    """Poll ``condition()`` until true; a generous bound, so a loaded machine only waits."""
+    end = time.monotonic() + limit_s
     while time.monotonic() < end:
+        if condition():
+            return
+        time.sleep(every_s)
+    raise AssertionError(f"timed out after {limit_s:.0f} s waiting for {what}")
+
+
+def _queue_empty(env: dict[str, str]) -> bool:
+    out = subprocess.run(["squeue", "-h", "-u", _user(), "-o", "%i"], env=env,
+                         capture_output=True, text=True)
+    return out.returncode == 0 and not out.stdout.strip()
+
+
+def _user() -> str:
+    import pwd
+
+    return pwd.getpwuid(os.getuid()).pw_name
+
+
+def _stop_snakemake(proc: subprocess.Popen, env: dict[str, str], workdir: Path) -> None:
+    """Stop a Snakemake run deterministically before it is run again: Ctrl-C (it cancels its
+    jobs) and a generous wait; SIGTERM, then SIGKILL if it hangs; then cancel whatever it
+    left in the queue, wait until the queue is empty, and remove its lock (a killed Snakemake
+    leaves the working directory locked)."""
+    proc.send_signal(signal.SIGINT)
+    for sig, limit in ((None, STOP_LIMIT_S), (signal.SIGTERM, 60), (signal.SIGKILL, 60)):
+        if sig is not None:
+            proc.send_signal(sig)
+        try:
+            proc.wait(timeout=limit)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    subprocess.run(["scancel", "-u", _user()], env=env, capture_output=True)
+    _wait_until(lambda: _queue_empty(env), STOP_LIMIT_S, "the SLURM queue to empty")
+    _run(_snakemake_cmd(workdir, "--unlock"), cwd=ROOT, env=env)
+
+
+def _wait_for_state(env: dict[str, str], job: str, prefix: str) -> None:
+    def reached() -> bool:
         out = subprocess.run(["sacct", "-n", "-P", "-X", "-j", job, "-o", "State"], env=env,
                              capture_output=True, text=True).stdout
-        if out.strip().startswith(prefix):
-            return
-        time.sleep(1)
-    raise AssertionError(f"SLURM job {job} never reached state {prefix}")
+        return out.strip().startswith(prefix)
+
+    _wait_until(reached, STOP_LIMIT_S, f"SLURM job {job} to reach state {prefix}")
 
 
 @pytest.mark.slow
@@ -439,7 +484,7 @@ def test_cancelled_training_is_resumed_from_its_checkpoint(slurm_run: SlurmRun) 
     assert states[slurm_run.cancelled_job].startswith("CANCELLED")
     assert "COMPLETED" in states.values()
     log = (slurm_run.slurm / "results" / "logs" / "train" / "m2.log").read_text()
-    assert re.search(r"resuming m2 from .*checkpoint\.pt \(epoch [1-9]", log), log[-2000:]
+    assert re.search(r"resuming m2 from .*checkpoint\.pt \((step|epoch) [1-9]", log), log[-2000:]
     with open(slurm_run.slurm / "results" / "models" / "m2" / "metrics.csv") as f:
         epochs = sorted({int(r["epoch"]) for r in csv.DictReader(f)})
     assert epochs == list(range(1, LONG_EPOCHS + 1))

@@ -7,6 +7,7 @@ import math
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -61,7 +62,7 @@ class PerDateLinearVAE(nn.Module):
         return {f"noise_std_{s}": float(p.detach().exp().mean()) for s, p in self.log_noise.items()}
 
 
-def _build_standin(cfg, sensor_bands, name=None, *, span=None):
+def _build_standin(cfg, sensor_bands, name=None, *, span=None, data=None):
     return PerDateLinearVAE(sensor_bands, cfg["latent_dim"])
 
 
@@ -98,24 +99,27 @@ def test_metrics_rows_finite_and_val_improves(standin, pixels, tmp_path):
     assert len(df) == 16
     assert df.groupby("split").epoch.apply(list).to_dict() == {
         "train": list(range(1, 9)), "val": list(range(1, 9))}
-    for col in ["elbo", "recon", "kl", "seconds", "lr", "noise_std_S2"]:
+    for col in ["step", "elbo", "recon", "kl", "seconds", "lr", "noise_std_S2"]:
         assert df[col].notna().all() and df[col].map(math.isfinite).all(), col
     assert (df.kl >= 0).all()
-    val = df[df.split == "val"].elbo.to_numpy()
-    assert val[-1] > val[0] + 1.0
-    # best.pt holds the epoch with the best val ELBO
+    val = df[df.split == "val"]
+    assert val.elbo.iloc[-1] > val.elbo.iloc[0] + 1.0
+    assert val.gap_mae.map(math.isfinite).all() and (val.gap_mae > 0).all()
+    # best.pt holds the validation with the lowest held-out gap-filling error
     ck = read_checkpoint(best)
-    assert ck["best_epoch"] == int(df[df.split == "val"].epoch.iloc[val.argmax()])
+    assert ck["best_step"] == int(val.step.iloc[val.gap_mae.to_numpy().argmin()])
     assert (tmp_path / "m" / "normalisation.json").exists()
 
 
 def test_early_stopping(standin, pixels, tmp_path):
-    # lr so small that parameters do not move: val ELBO (fixed RNG) never improves after 1
+    # lr so small that parameters do not move: the val score never improves after the first
     train_model(pixels, "m", _cfg(epochs=20, lr=1e-12, patience=2), tmp_path / "m")
     df = pd.read_csv(tmp_path / "m" / "metrics.csv")
     assert df.epoch.max() == 3
     state = read_checkpoint(tmp_path / "m" / "checkpoint.pt")
-    assert state["stopped"] and state["bad_epochs"] == 2 and state["best_epoch"] == 1
+    per_epoch = int(state["step"] / state["epoch"])
+    assert state["stopped"] and state["bad_validations"] == 2
+    assert state["best_step"] == per_epoch
     # resuming a stopped run does not train further
     train_model(pixels, "m", _cfg(epochs=20, lr=1e-12, patience=2), tmp_path / "m")
     assert pd.read_csv(tmp_path / "m" / "metrics.csv").epoch.max() == 3
@@ -224,8 +228,8 @@ def test_real_gpvae_trains_two_epochs(pixels, tmp_path):
     hyper = model.hyperparameters()
     assert set(hyper) <= set(df.columns)
     assert any("lengthscale" in k for k in hyper)
-    for k, v in hyper.items():  # best.pt = epoch with best val ELBO; its values are logged
-        assert v == pytest.approx(df[(df.epoch == meta["best_epoch"])][k].iloc[0], rel=1e-6)
+    for k, v in hyper.items():  # best.pt = the best validation; its values are logged
+        assert v == pytest.approx(df[(df.step == meta["best_step"])][k].iloc[0], rel=1e-6)
 
 
 def test_real_gpvae_resume_reproduces(pixels, tmp_path):
@@ -251,3 +255,25 @@ def test_run_id_ignores_resource_settings_only():
     other["train"]["lr"] = 0.02
     assert run_id("m", other) != base
     assert cfg["train"] == {"epochs": 2, "lr": 0.01}  # the caller's config is not modified
+
+
+def test_held_out_domain_is_never_trained_on(pixels, tmp_path):
+    """exclude=(year, 2021): no 2021 sample in training, validation, normalisation or the
+    date effects; another run folder than the full model's."""
+    from gpvae.data.dataset import PixelDataset
+    from gpvae.data.summary import KEY_STRIDE
+    from gpvae.train.loop import run_id
+
+    cfg = _gp_cfg("markov")
+    cfg["train"] = {"steps": 4, "batch_size": 12, "validate_every": 2}
+    best = train_model(pixels, "gp", cfg, tmp_path / "m", exclude=("year", 2021))
+    state = read_checkpoint(best)
+    with PixelDataset(pixels, {"S2": ["B04"]}) as ds:
+        train = ds.indices("train")
+        keep = train[ds.years[train] != 2021]
+        days_2021 = ds.times["S2"][(ds.times["S2"] >= 7671) & (ds.times["S2"] < 8036)]
+    assert state["normalisation"]["meta"]["num_samples"] == keep.size < train.size
+    days = np.asarray(state["data_summary"]["date_keys"]["S2"]) % KEY_STRIDE
+    assert not np.isin(days, np.floor(days_2021)).any()
+    assert state["excluded"] == ["year", "2021"] or state["excluded"] == ("year", "2021")
+    assert run_id("gp", cfg, pixels, ("year", 2021)) != run_id("gp", cfg, pixels)

@@ -10,14 +10,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from gpvae.errors import InputError
-
-log = logging.getLogger("gpvae")
+from gpvae.io.failures import no_space_errno
 
 
 def _json(text: str) -> object:
     """Parse a JSON argument (or `@file.json`)."""
     if text.startswith("@"):
-        text = Path(text[1:]).read_text()
+        try:
+            text = Path(text[1:]).read_text()
+        except OSError as exc:
+            raise argparse.ArgumentTypeError(f"cannot read {text[1:]} ({exc})") from exc
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
@@ -27,6 +29,14 @@ def _json(text: str) -> object:
 def int_or_auto(text: str) -> int | str:
     """An integer, or the word auto."""
     return "auto" if text == "auto" else int(text)
+
+
+def _cmd_check_config(a: argparse.Namespace) -> None:
+    from gpvae.validate import check_config_file
+
+    for warning in check_config_file(a.config):
+        print(f"gpvae: warning: {warning}", file=sys.stderr)
+    print(f"{a.config}: valid")
 
 
 def _cmd_scene(a: argparse.Namespace) -> None:
@@ -139,16 +149,35 @@ def _ref_days(a: argparse.Namespace, span: tuple[float, float] | None):
     return reference_days(a.ref_start, a.ref_end, a.ref_step, span)
 
 
+def _check_model(a: argparse.Namespace) -> None:
+    """With --model and --model-config: the checkpoint must be that model's (fingerprint)."""
+    if a.checkpoint and a.model is not None:
+        from gpvae.data.checkpoint import check_fingerprint
+
+        check_fingerprint(Path(a.checkpoint), a.model, a.model_config or {})
+
+
 def _cmd_embed(a: argparse.Namespace) -> None:
     from gpvae.data.dataset import dataset_info
     from gpvae.evaluate.embed import embed_pixels, embed_raw_linear
 
+    _check_model(a)
     ref_days = _ref_days(a, dataset_info(Path(a.pixels)).time_range)
     if a.checkpoint:
         embed_pixels(Path(a.pixels), Path(a.checkpoint), Path(a.out), ref_days=ref_days,
                      device=a.device, batch_size=a.batch_size)
     else:
         embed_raw_linear(Path(a.pixels), Path(a.out), ref_days=ref_days, sensor=a.sensor)
+
+
+def _cmd_transfer(a: argparse.Namespace) -> None:
+    from gpvae.data.dataset import dataset_info
+    from gpvae.protocols.transfer import transfer_embeddings
+
+    ref_days = _ref_days(a, dataset_info(Path(a.pixels)).time_range)
+    transfer_embeddings(Path(a.pixels), a.model, a.model_config, a.kind, Path(a.model_dir),
+                        Path(a.out), ref_days=ref_days, device=a.device,
+                        batch_size=a.batch_size)
 
 
 def _cmd_hide(a: argparse.Namespace) -> None:
@@ -162,6 +191,7 @@ def _cmd_hide(a: argparse.Namespace) -> None:
 def _cmd_gapfill(a: argparse.Namespace) -> None:
     from gpvae.evaluate.gapfill import gapfill_baseline, gapfill_model
 
+    _check_model(a)
     if a.checkpoint:
         gapfill_model(Path(a.pixels), Path(a.hidden), Path(a.checkpoint), Path(a.out),
                       Path(a.table), device=a.device)
@@ -173,9 +203,12 @@ def _cmd_gapfill(a: argparse.Namespace) -> None:
 def _cmd_classify(a: argparse.Namespace) -> None:
     from gpvae.evaluate.downstream import classify
 
+    transfer = {kind: Path(p) for kind, p in (("region", a.transfer_region),
+                                              ("year", a.transfer_year)) if p}
     classify(Path(a.embeddings), Path(a.out), Path(a.confusion), Path(a.classifier),
              classifiers=tuple(a.classifiers), seeds=tuple(a.seeds),
-             protocols=tuple(a.protocols), label_fractions=tuple(a.label_fractions))
+             protocols=tuple(a.protocols), label_fractions=tuple(a.label_fractions),
+             transfer=transfer)
 
 
 def _map_options(a: argparse.Namespace) -> dict:
@@ -186,12 +219,14 @@ def _map_options(a: argparse.Namespace) -> dict:
     return {"ref_days": _ref_days(a, span), "year": a.year, "chunk_px": a.chunk_px,
             "device": a.device, "batch_size": a.batch_size, "num_samples": a.num_samples,
             "sensor": a.sensor, "aoi": a.aoi, "products": a.products, "dates": a.dates,
-            "mixed_precision": a.mixed_precision, "block_px": a.block_px}
+            "mixed_precision": a.mixed_precision, "block_px": a.block_px,
+            "region": a.inputs.get("region")}
 
 
 def _cmd_predict_tile(a: argparse.Namespace) -> None:
     from gpvae.evaluate.tile import predict_tile
 
+    _check_model(a)
     spec = a.inputs
     predict_tile({k: Path(v) for k, v in spec["cubes"].items()},
                  {k: Path(v) for k, v in spec["masks"].items()}, Path(a.checkpoint),
@@ -202,6 +237,7 @@ def _cmd_predict_block(a: argparse.Namespace) -> None:
     from gpvae.evaluate.tile import predict_block
 
     spec = a.inputs
+    _check_model(a)
     predict_block({k: Path(v) for k, v in spec["cubes"].items()},
                   {k: Path(v) for k, v in spec["masks"].items()}, Path(a.checkpoint),
                   Path(a.classifier), Path(a.out), block=a.block, **_map_options(a))
@@ -234,12 +270,19 @@ def _add_ref_days(s: argparse.ArgumentParser) -> None:
     s.add_argument("--ref-step", type=float, default=10.0, help="days between reference dates")
 
 
+def _add_model_check(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--model", default=None,
+                   help="name of the model the checkpoint must belong to (with --model-config)")
+    s.add_argument("--model-config", type=_json, default=None,
+                   help="its settings, JSON: a checkpoint trained otherwise is refused")
+
+
 def _add_map_options(s: argparse.ArgumentParser) -> None:
     """Options of the tile map commands (predict-tile, predict-block)."""
     s.add_argument("--sensor", default=None,
                    help="gap-filled sensor (default: the model's first optical or index sensor)")
     s.add_argument("--inputs", type=_json, required=True,
-                   help='JSON: {"cubes": {sensor: path}, "masks": {sensor: path}}')
+                   help='JSON: {"cubes": {sensor: path}, "masks": {sensor: path}, "region": name}')
     s.add_argument("--checkpoint", required=True)
     s.add_argument("--classifier", required=True)
     s.add_argument("--out", required=True)
@@ -266,6 +309,7 @@ def _add_map_options(s: argparse.ArgumentParser) -> None:
                    help="bf16 autocast for encoders and decoders")
     s.add_argument("--device", default="auto")
     _add_ref_days(s)
+    _add_model_check(s)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -273,6 +317,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gpvae", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("check-config", help="check a config file as the workflow does at "
+                       "start-up (YAML, schema, inputs' metadata), without running anything")
+    s.add_argument("config", help="YAML config file (paths relative to the current folder)")
+    s.set_defaults(func=_cmd_check_config)
 
     s = sub.add_parser("scene", help="simulate one demo tile (Theia L2A + S1Tiling products)")
     s.add_argument("--config", type=_json, default=None, help="scene section as JSON")
@@ -362,7 +411,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto")
     s.add_argument("--batch-size", type=int, default=512)
     _add_ref_days(s)
+    _add_model_check(s)
     s.set_defaults(func=_cmd_embed)
+
+    s = sub.add_parser("transfer", help="held-out-domain models and their embeddings (the "
+                       "unseen-region / unseen-year protocols)")
+    s.add_argument("--pixels", required=True)
+    s.add_argument("--model", required=True, help="model name")
+    s.add_argument("--model-config", type=_json, required=True, help="JSON model settings")
+    s.add_argument("--kind", required=True, choices=["region", "year"])
+    s.add_argument("--model-dir", required=True, help="folder of the held-out-domain models")
+    s.add_argument("--out", required=True, help="folder of embeddings files <value>.nc")
+    s.add_argument("--device", default="auto")
+    s.add_argument("--batch-size", type=int, default=512)
+    _add_ref_days(s)
+    s.set_defaults(func=_cmd_transfer)
 
     s = sub.add_parser("hide", help="the gap-filling protocol: which values to hide")
     s.add_argument("--sensor", default=None,
@@ -380,10 +443,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--hidden", required=True)
     g = s.add_mutually_exclusive_group(required=True)
     g.add_argument("--checkpoint", default=None)
-    g.add_argument("--baseline", choices=["linear", "gp"], default=None)
+    g.add_argument("--baseline", default=None,
+                   help="linear, gp, whittaker, scene_mean or scene_offset")
     s.add_argument("--out", required=True, help="predictions (netCDF)")
     s.add_argument("--table", required=True, help="tidy metrics (CSV)")
     s.add_argument("--device", default="auto")
+    _add_model_check(s)
     s.set_defaults(func=_cmd_gapfill)
 
     s = sub.add_parser("classify", help="downstream classification from frozen embeddings")
@@ -395,6 +460,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     s.add_argument("--protocols", nargs="+", default=["parcel", "region", "year", "labels"])
     s.add_argument("--label-fractions", type=float, nargs="+", default=[0.01, 0.1, 1.0])
+    s.add_argument("--transfer-region", default=None,
+                   help="folder of embeddings by models trained without each region")
+    s.add_argument("--transfer-year", default=None,
+                   help="folder of embeddings by models trained without each year")
     s.set_defaults(func=_cmd_classify)
 
     s = sub.add_parser("predict-tile", help="tile maps in one process: every block, then the "
@@ -446,10 +515,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         func(args)
     except InputError as exc:
-        log.error("%s", exc)
-        print(f"gpvae {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(args.command, exc)
+    except OSError as exc:
+        if not no_space_errno(exc):
+            raise
+        return _fail(args.command, InputError(f"out of disk space ({exc})", field="disk space",
+                                              fix="free space on the disk, then rerun"))
     return 0
+
+
+def _fail(command: str, exc: InputError) -> int:
+    """Report a bad-input error on stderr (the job's log), one message, no traceback: exit
+    code 2."""
+    print(f"gpvae {command}: error: {exc}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ calls fill a section's defaults from it (:func:`defaults`, :func:`validate_secti
 from __future__ import annotations
 
 import copy
+import datetime
 import functools
 from pathlib import Path
 from typing import Any
@@ -49,32 +50,83 @@ def _key(path: Any, prefix: str = "") -> str:
     return ".".join(p for p in (prefix, key) if p) or "<top level>"
 
 
-def _describe(err: jsonschema.ValidationError, source: str, prefix: str = "") -> str:
+def _describe(err: jsonschema.ValidationError, source: str, prefix: str = "") -> InputError:
+    """One schema error as the project's error: what, the key (field), the fix."""
     key = _key(err.absolute_path, prefix)
     if err.validator == "additionalProperties":
         allowed = sorted(err.schema.get("properties", {}))
         extra = sorted(set(err.instance) - set(allowed)) if isinstance(err.instance, dict) else []
         names = ", ".join(f"{key}.{e}" if (err.absolute_path or prefix) else e for e in extra)
-        return (f"{source}: unknown key {names}; allowed keys here: {', '.join(allowed)}. "
-                "Fix: correct the spelling or remove the key.")
+        return InputError(f"unknown key {names}; allowed keys here: {', '.join(allowed)}",
+                          file=source, field=names,
+                          fix="correct the spelling or remove the key")
     if err.validator == "type":
-        return (f"{source}: key '{key}' must be of type {err.validator_value}, got "
-                f"{type(err.instance).__name__} ({err.instance!r}). Fix: change its value.")
-    if err.validator == "required":
-        return f"{source}: {err.message} (in '{key}'). Fix: add the key."
-    if err.validator in ("oneOf", "anyOf") and "description" in err.schema:
-        return (f"{source}: key '{key}' is {err.instance!r}; expected "
-                f"{err.schema['description']}. Fix: change its value.")
-    return f"{source}: key '{key}': {err.message}. Fix: change its value."
+        what = (f"key '{key}' must be of type {err.validator_value}, got "
+                f"{type(err.instance).__name__} ({err.instance!r})")
+        fix = "change its value"
+    elif err.validator == "required":
+        what, fix = f"{err.message} (in '{key}')", "add the key"
+    elif err.validator in ("oneOf", "anyOf") and "description" in err.schema:
+        what = f"key '{key}' is {err.instance!r}; expected {err.schema['description']}"
+        fix = "change its value"
+    else:
+        what, fix = f"key '{key}': {err.message}", "change its value"
+    return InputError(what, file=source, field=key, fix=fix)
 
 
-def _validate(instance: Any, schema: dict, source: str, prefix: str = "") -> None:
-    errors = sorted(_Validator(schema).iter_errors(instance),
+def _dates_as_text(node: object) -> None:
+    """YAML reads an unquoted 2022-01-01 as a date: keep dates as the ISO text the schema
+    expects (in place)."""
+    items = node.items() if isinstance(node, dict) else enumerate(node) \
+        if isinstance(node, list) else ()
+    for key, value in list(items):
+        if isinstance(value, datetime.date):
+            node[key] = value.isoformat()
+        else:
+            _dates_as_text(value)
+
+
+def _coerce_text(cfg: dict, validator: jsonschema.protocols.Validator) -> None:
+    """Values given as text where the schema wants a number, boolean or null (Snakemake's
+    ``--config key='{a: 0.5}'`` passes nested values as text) are read as YAML scalars."""
+    for _ in range(100):  # each pass fixes every error found; nested ones may follow
+        changed = False
+        for err in validator.iter_errors(cfg):
+            if err.validator != "type" or not isinstance(err.instance, str) \
+                    or not err.absolute_path:
+                continue
+            try:
+                value = yaml.safe_load(err.instance)
+            except yaml.YAMLError:
+                continue
+            types = err.validator_value if isinstance(err.validator_value, list) \
+                else [err.validator_value]
+            if not isinstance(value, str) and any(validator.is_type(value, t) for t in types):
+                *parents, last = err.absolute_path
+                node = cfg
+                for key in parents:
+                    node = node[key]
+                node[last] = value
+                changed = True
+        if not changed:
+            return
+
+
+def _validate(instance: Any, schema: dict, source: str, prefix: str = "", *,
+              coerce: bool = False) -> None:
+    """Validate (filling defaults in place); one error is raised as it is (file, field, fix),
+    several as one InputError listing each. ``coerce``: text values read as YAML scalars
+    where the schema wants another type (:func:`_coerce_text`)."""
+    validator = _Validator(schema)
+    if coerce:
+        _coerce_text(instance, validator)
+    errors = sorted(validator.iter_errors(instance),
                     key=lambda e: list(map(str, e.absolute_path)))
+    if len(errors) == 1:
+        raise _describe(errors[0], source, prefix)
     if errors:
-        lines = "\n  - ".join(_describe(e, source, prefix) for e in errors)
-        raise InputError(f"invalid configuration:\n  - {lines}", file=source,
-                         field=prefix or None)
+        lines = "\n  - ".join(str(_describe(e, source, prefix)) for e in errors)
+        raise InputError(f"{len(errors)} problems in the configuration:\n  - {lines}")
 
 
 def validate_config(cfg: dict, schema_path: str | Path = DEFAULT_SCHEMA,
@@ -83,7 +135,8 @@ def validate_config(cfg: dict, schema_path: str | Path = DEFAULT_SCHEMA,
 
     Raises :class:`InputError` listing every problem, each naming the key and the fix.
     """
-    _validate(cfg, _schema(str(schema_path)), source)
+    _dates_as_text(cfg)
+    _validate(cfg, _schema(str(schema_path)), source, coerce=True)
     return cfg
 
 
@@ -152,22 +205,38 @@ def _no_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = F
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
 
 
-def read_yaml(path: str | Path) -> Any:
-    """Read a YAML file; a key given twice in one mapping is an InputError naming it."""
+def read_yaml(path: str | Path) -> dict:
+    """A YAML config file as a mapping; InputError naming the file, and the line and column
+    of a syntax error, or the key given twice in one mapping (YAML would keep the last)."""
     path = Path(path)
+    if not path.is_file():
+        raise InputError("config file not found", file=path,
+                         fix="pass an existing YAML file (--configfile PATH), or run from the "
+                             "folder holding config/config.yaml")
     try:
-        return yaml.load(path.read_text(), Loader=_StrictLoader)
+        cfg = yaml.load(path.read_text(), Loader=_StrictLoader)
     except yaml.YAMLError as exc:
-        raise InputError(f"not valid YAML: {exc}", file=path, fix="fix the YAML syntax") from exc
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "syntax"
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise InputError(f"not valid YAML at {where}: {problem}", file=path, field=where,
+                         fix="fix the YAML there (indent with spaces, no tabs; 'key: value'; "
+                             "close brackets and quotes)") from exc
     except InputError as exc:
         raise InputError(str(exc.args[0]).split(" | ")[0], file=path, field=exc.field,
                          fix=exc.fix) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read the config file ({exc})", file=path,
+                         fix="pass a readable YAML text file") from exc
+    if cfg is None:
+        cfg = {}
+    if not isinstance(cfg, dict):
+        raise InputError(f"the top level is a {type(cfg).__name__}, not a mapping of keys",
+                         file=path, field="<top level>",
+                         fix="write the config as 'key: value' lines (see config/config.yaml)")
+    return cfg
 
 
 def load_config(path: str | Path, schema_path: str | Path = DEFAULT_SCHEMA) -> dict:
     """Read a YAML config file, validate it and fill defaults."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError("config file not found", file=path, fix="pass an existing YAML file")
-    cfg = read_yaml(path) or {}
-    return validate_config(cfg, schema_path, source=str(path))
+    return validate_config(read_yaml(path), schema_path, source=str(path))

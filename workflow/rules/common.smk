@@ -1,4 +1,4 @@
-# Config validation (schema + defaults) and helpers shared by the rules.
+# Config loading and validation (schema, start-up checks) and helpers shared by the rules.
 import json
 import re
 import shlex
@@ -10,14 +10,44 @@ if SRC not in sys.path:
     sys.path.insert(0, SRC)
 
 from gpvae.config import read_yaml, validate_config  # noqa: E402
+from gpvae.errors import InputError  # noqa: E402
 from gpvae.io.sensors import sensor_registry  # noqa: E402
+from gpvae.joblogs import failed_logs_from_snakemake_log, failure_report  # noqa: E402
+from gpvae.validate import input_sensors, startup_checks  # noqa: E402
 
-for _configfile in workflow.configfiles:
-    read_yaml(
-        _configfile
-    )  # a key given twice (e.g. two sensors of one name) stops here
-validate_config(config)  # the package's schema: the single source of defaults
-REGISTRY = sensor_registry(config["sensors"])  # built-ins + the config's `sensors:`
+
+def stop(err):
+    """Stop at start-up with the project's message (file, field, fix), no traceback."""
+    sys.exit(f"gpvae: error: {err}")
+
+
+def config_source():
+    """Where the config came from: its files and the command line's --config."""
+    files = [str(f) for f in workflow.configfiles] or ["(no config file)"]
+    extra = " + --config on the command line" if workflow.config_settings.config else ""
+    return ", ".join(files) + extra
+
+
+DEFAULT_CONFIG = "config/config.yaml"
+# Without --configfile: the demo config, with --config KEY=VALUE applied on top of it.
+if not workflow.overwrite_configfiles:
+    try:
+        read_yaml(DEFAULT_CONFIG)  # a clear message (file, line) for a broken default
+    except InputError as err:
+        stop(err)
+
+    configfile: DEFAULT_CONFIG
+
+
+try:
+    # A key given twice (e.g. two sensors of one name) stops here.
+    for _configfile in workflow.configfiles:
+        read_yaml(_configfile)
+    # The package's schema (gpvae/schema/config.schema.yaml): the single source of defaults.
+    validate_config(config, source=config_source())
+    REGISTRY = sensor_registry(config["sensors"])  # built-ins + the config's `sensors:`
+except InputError as err:
+    stop(err)
 
 R = config["results"]
 TILES = config["tiles"]
@@ -32,39 +62,24 @@ shell.prefix(
 
 INPUTS = config["inputs"]
 TABLE = INPUTS.get("table")  # a sample table replaces extract/mask/sample
-#: Keys of `inputs` that are not sensors; every other key names a sensor of the registry
-#: (`S1` stands for S1_<orbit> per orbit direction).
-INPUT_KEYS = ("parcels", "truth", "regions", "table")
 S1_CFG = INPUTS.get("S1") or {}
-
-
-def input_sensors():
-    """Sensors of the product inputs, in config order (S1 -> S1_ASC / S1_DES)."""
-    out = []
-    for key, cfg in INPUTS.items():
-        if key in INPUT_KEYS or not cfg:
-            continue
-        out += [f"S1_{o}" for o in cfg.get("orbits", [])] if key == "S1" else [key]
-    return out
-
-
-SENSORS = list(TABLE["columns"].get("bands") or {}) if TABLE else input_sensors()
-if not TABLE and not (SENSORS and INPUTS.get("parcels") and TILES):
-    raise ValueError(
-        "config: give either inputs.table, or tiles + one sensor input (inputs.S2, "
-        "inputs.S1, inputs.<sensor>) + inputs.parcels. Fix: see config/examples/."
-    )
-# An unknown sensor stops here, naming the fix (declare it under `sensors:`).
-SENSOR_DEFS = {s: REGISTRY[s] for s in SENSORS}
+#: Sensors of the inputs (gpvae.validate.input_sensors): a table's, else every sensor input
+#: in config order (`S1` stands for S1_<orbit> per orbit direction).
+SENSORS = input_sensors(config)
 if TABLE:
     TILES = []
 MODELS = list(config["models"])
-RESERVED = {"linear", "gp", "raw_linear"}
-if RESERVED & set(MODELS):
-    raise ValueError(
-        f"config: models.{sorted(RESERVED & set(MODELS))[0]}: this name is reserved for a "
-        "baseline. Fix: rename the model."
-    )
+# Start-up checks of the config against the inputs' metadata and the sensor registry
+# (gpvae.validate): an unknown sensor or band, a wrong field or fraction stops here.
+try:
+    for warning in startup_checks(
+        config, sensors=SENSORS, tiles=TILES, source=config_source(), registry=REGISTRY
+    ):
+        if workflow.is_main_process:
+            print(f"gpvae: warning: {warning}", file=sys.stderr)
+except InputError as err:
+    stop(err)
+SENSOR_DEFS = {s: REGISTRY[s] for s in SENSORS}
 BASELINES = config["gapfill"]["baselines"]
 #: Classification needs labels: a table without a label column has none.
 CLASSIFY = not (TABLE and not TABLE["columns"].get("label"))
@@ -78,6 +93,12 @@ RAW_SENSOR = config["embed"]["raw_sensor"] or GAPFILL_SENSOR
 if GAPFILL_SENSOR is None:
     BASELINES = []
 FEATURES = MODELS + (["raw_linear"] if RAW_SENSOR else [])  # the classifiers compare
+#: Held-out-domain protocols run for these models (each retrained per held-out value).
+TRANSFER_KINDS = [
+    k for k in ("region", "year") if k in config["downstream"]["protocols"]
+]
+_transfer = config["downstream"]["transfer_models"]
+TRANSFER_MODELS = [m for m in MODELS if _transfer is None or m in _transfer]
 PREDICT = config["predict"]
 MAP_MODELS = (
     [m for m in MODELS if m in (PREDICT["models"] or MODELS)]
@@ -167,6 +188,7 @@ def tile_inputs(model, tile):
     return {
         "cubes": {s: cube(tile, s) for s in sensors},
         "masks": {s: mask(tile, s) for s in sensors},
+        "region": INPUTS["regions"].get(tile, tile),
     }
 
 
@@ -184,6 +206,22 @@ def metric_tables():
 def table_spec():
     """Table settings and split settings, as the table stage reads them."""
     return {"table": TABLE, "sample": config["sample"], "sensors": config["sensors"]}
+
+
+def transfer_inputs(wildcards):
+    """Held-out-domain embedding folders the downstream stage of a feature set reads."""
+    if wildcards.features not in TRANSFER_MODELS:
+        return {}
+    return {k: f"{R}/embeddings/{wildcards.features}~{k}" for k in TRANSFER_KINDS}
+
+
+def transfer_args(wildcards, input):
+    """--transfer-<kind> options of the downstream stage."""
+    return " ".join(
+        f"--transfer-{k} {shlex.quote(str(input[k]))}"
+        for k in TRANSFER_KINDS
+        if k in input.keys()
+    )
 
 
 def all_targets():
@@ -369,3 +407,28 @@ def figure_args(wildcards):
             f"--{key.replace('_', '-')} " + " ".join(shlex.quote(f) for f in files)
         )
     return " ".join(opts + [spec["args"]])
+
+
+def model_check(model):
+    """Options that make a stage refuse a checkpoint not trained for this model's settings."""
+    cfg = json.dumps(config["models"][model], sort_keys=True)
+    return f"--model {model} --model-config {shlex.quote(cfg)}"
+
+
+def job_name(job):
+    """A job as `rule (wildcard=value, ...)`."""
+    wildcards = ", ".join(f"{k}={v}" for k, v in dict(job.wildcards_dict).items())
+    return f"{job.rule.name} ({wildcards})" if wildcards else job.rule.name
+
+
+def report_failed_jobs(snakemake_log):
+    """On failure: print each failed job's own error (its log's last message) on stderr."""
+    jobs = getattr(getattr(workflow, "scheduler", None), "failed", None)
+    failed = (
+        [(job_name(job), [str(f) for f in job.log]) for job in jobs]
+        if jobs
+        else failed_logs_from_snakemake_log(snakemake_log)
+    )
+    text = failure_report(failed)
+    if text:
+        print(text, file=sys.stderr)

@@ -18,12 +18,13 @@ rule embed:
         ref=ref_args(),
         device=config["device"],
         batch=config["embed"]["batch_size"],
+        check=lambda w: model_check(w.model),
     message:
         "Embedding every sampled pixel with model {wildcards.model}"
     shell:
         "OMP_NUM_THREADS={threads} python -m gpvae.cli embed --pixels {input.pixels:q} "
         "--checkpoint {input.model:q} --out {output:q} {params.ref} "
-        "--device {params.device} --batch-size {params.batch} > {log} 2>&1"
+        "--device {params.device} --batch-size {params.batch} {params.check} > {log} 2>&1"
 
 
 rule embed_raw:

@@ -45,12 +45,13 @@ rule gapfill:
         gpu=1,
     params:
         device=config["device"],
+        check=lambda w: model_check(w.model),
     message:
         "Gap filling the hidden {GAPFILL_SENSOR} observations with model {wildcards.model}"
     shell:
         "OMP_NUM_THREADS={threads} python -m gpvae.cli gapfill --pixels {input.pixels:q} "
         "--hidden {input.hidden:q} --checkpoint {input.model:q} --out {output.pred:q} "
-        "--table {output.table:q} --device {params.device} > {log} 2>&1"
+        "--table {output.table:q} --device {params.device} {params.check} > {log} 2>&1"
 
 
 rule gapfill_baseline:

@@ -88,13 +88,14 @@ rule predict_block:
     params:
         inputs=lambda w: json.dumps(tile_inputs(w.model, w.tile), sort_keys=True),
         opts=map_args,
+        check=lambda w: model_check(w.model),
     message:
         "Mapping block {wildcards.block} of tile {wildcards.tile} with model {wildcards.model}"
     shell:
         "OMP_NUM_THREADS={threads} python -m gpvae.cli predict-block "
         "--inputs {params.inputs:q} --checkpoint {input.model:q} "
         "--classifier {input.classifier:q} --out {output.nc:q} --block {wildcards.block} "
-        "{params.opts} > {log} 2>&1"
+        "{params.opts} {params.check} > {log} 2>&1"
 
 
 rule gather_tile:

@@ -33,16 +33,29 @@ class SensorBatch:
 
 @dataclass
 class Batch:
-    """All sensors of B pixels plus each pixel's time origin and dataset index."""
+    """All sensors of B pixels plus each pixel's time origin, dataset index and region code
+    (index into the model's list of regions, -1 = unknown; None = all unknown)."""
 
     sensors: dict[str, SensorBatch]
     origin: Tensor  # (B,) float64 days since EPOCH subtracted from every t
     index: Tensor  # (B,) int64 sample indices in the pixel dataset
+    region: Tensor | None = None  # (B,) int64
 
     def to(self, device: torch.device | str) -> Batch:
         """Copy onto ``device`` (dtypes kept)."""
         return Batch({k: v.to(device) for k, v in self.sensors.items()},
-                     self.origin.to(device), self.index.to(device))
+                     self.origin.to(device), self.index.to(device),
+                     None if self.region is None else self.region.to(device))
+
+    def regions(self) -> Tensor:
+        """(B,) int64 region codes, -1 where unknown."""
+        if self.region is None:
+            return torch.full_like(self.index, -1)
+        return self.region
+
+    def absolute(self, t: Tensor) -> Tensor:
+        """Days since EPOCH (float64) of dates t (B, N) in the batch's frame."""
+        return t.double() + self.origin.to(t.device, torch.float64)[:, None]
 
     @property
     def batch_size(self) -> int:

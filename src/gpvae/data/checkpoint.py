@@ -8,6 +8,7 @@ the stored config.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -46,10 +47,39 @@ def canonical_config(model_cfg: dict) -> str:
     return json.dumps(cfg, sort_keys=True, default=str)
 
 
+def fingerprint(model_name: str, model_cfg: dict) -> str:
+    """Short hash of a model's name and settings (:func:`canonical_config`): what a
+    checkpoint was trained for."""
+    text = json.dumps({"name": model_name, "cfg": canonical_config(model_cfg)}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def check_fingerprint(path: str | os.PathLike, model_name: str, model_cfg: dict) -> None:
+    """InputError unless the checkpoint at ``path`` was trained for ``model_name`` with
+    ``model_cfg`` (a foreign ``best.pt`` dropped in place is refused, not used silently)."""
+    state = read_checkpoint(path)
+    stored = state.get("fingerprint") or fingerprint(state["model_name"], state["model_cfg"])
+    if stored == fingerprint(model_name, model_cfg):
+        return
+    if state["model_name"] != model_name:
+        what = (f"checkpoint belongs to model {state['model_name']!r}, not to {model_name!r} "
+                "(another model's file?)")
+    else:
+        what = (f"checkpoint of {model_name!r} was trained with other settings than the "
+                f"config now gives: stored {canonical_config(state['model_cfg'])}, now "
+                f"{canonical_config(model_cfg)}")
+    raise InputError(what, file=path, field="fingerprint",
+                     fix=f"delete {path} and rerun (Snakemake trains the model again), or "
+                         f"`snakemake --forcerun train`")
+
+
 def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
-    """Write ``state`` (plus format tag and versions) to ``path`` atomically."""
+    """Write ``state`` (plus format tag, versions and the settings' :func:`fingerprint`) to
+    ``path`` atomically."""
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "versions": versions(),
                **state}
+    if "model_name" in state and "model_cfg" in state:
+        payload["fingerprint"] = fingerprint(state["model_name"], state["model_cfg"])
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
     return Path(path)
@@ -65,7 +95,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
                          fix="train the model first (gpvae train)") from err
     except Exception as err:  # torch raises many types for truncated/garbage files
         raise InputError(f"checkpoint is corrupted or not a gpvae checkpoint ({err})",
-                         file=path, fix="delete it and train again") from err
+                         file=path, field="format", fix="delete it and train again") from err
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise InputError("file is not a gpvae checkpoint", file=path, field="format",
                          fix="delete it and train again")

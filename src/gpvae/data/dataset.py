@@ -33,7 +33,9 @@ from gpvae.data.normalise import (
 )
 from gpvae.data.series import compact_series
 from gpvae.data.span import Span, days_between
+from gpvae.data.summary import DataSummary, date_keys
 from gpvae.errors import InputError
+from gpvae.io.failures import reading
 from gpvae.io.pixels import sample_spans, sensor_definitions, year_spans
 from gpvae.io.sensors import SensorRegistry, builtin_sensors
 
@@ -65,11 +67,11 @@ class DatasetInfo:
 
 def dataset_info(path: str | os.PathLike) -> DatasetInfo:
     """The header of a pixel dataset (:class:`DatasetInfo`); InputError if unreadable."""
-    try:
+    fix = "rerun the sample stage (docs/contracts.md section 2)"
+    if not Path(path).is_file():
+        raise InputError("pixel dataset not found", file=path, fix=fix)
+    with reading(path, what="netCDF pixel dataset", fix=fix):
         ds = xr.open_dataset(path, engine="netcdf4")
-    except (OSError, ValueError) as err:
-        raise InputError(f"cannot open pixel dataset ({err})", file=path,
-                         fix="check the path; re-run the sampling stage") from err
     with ds:
         sensors = str(ds.attrs.get("sensors", "")).split()
         bands = {s: [str(b) for b in ds[f"band_{s}"].values]
@@ -160,6 +162,10 @@ class PixelDataset(Dataset):
                                      fix="re-run the sampling stage (contracts.md section 2)")
             self.years = ds["year"].values.astype(np.int64)
             self.splits = ds["split"].values.astype(str)
+            self.regions = (ds["region"].values.astype(str) if "region" in ds.variables
+                            else np.full(self.years.shape, "", dtype=str))
+            self.region_codes: np.ndarray | None = None
+            self.excluded: tuple[str, str] | None = None
             self.registry = sensor_definitions(ds, file=self.path)
             for sensor, bands in self.sensor_bands.items():
                 self.times[sensor], self.band_index[sensor] = self._sensor_layout(ds, sensor,
@@ -228,8 +234,22 @@ class PixelDataset(Dataset):
         return int(self.years.shape[0])
 
     def indices(self, split: str) -> np.ndarray:
-        """Sample indices of one split (``train`` / ``val`` / ``test``), increasing."""
-        return np.flatnonzero(self.splits == split)
+        """Sample indices of one split (``train`` / ``val`` / ``test``), increasing; samples of
+        an excluded domain (:meth:`exclude`) are left out."""
+        keep = self.splits == split
+        if self.excluded is not None:
+            kind, value = self.excluded
+            group = self.regions if kind == "region" else self.years.astype(str)
+            keep &= group != str(value)
+        return np.flatnonzero(keep)
+
+    def exclude(self, kind: str, value: object) -> None:
+        """Leave every sample of one region or year out of :meth:`indices` (held-out-domain
+        training, the transfer protocols)."""
+        if kind not in ("region", "year"):
+            raise InputError(f"cannot exclude samples by {kind!r}", field="exclude",
+                             fix="exclude a region or a year")
+        self.excluded = (kind, str(value))
 
     def read(self, sensor: str, idx: np.ndarray) -> np.ndarray:
         """Physical values (B, T, C) of ``sensor``'s selected bands for samples ``idx``."""
@@ -298,17 +318,49 @@ class PixelDataset(Dataset):
         return self._cache[sensor]
 
     def __getitem__(self, idx: Sequence[int] | np.ndarray) -> Batch:
+        return self.batch(idx)
+
+    def batch(self, idx: Sequence[int] | np.ndarray,
+              hidden: dict[str, np.ndarray] | None = None) -> Batch:
+        """The normalised, compacted Batch of samples ``idx``; entries of ``hidden`` (sensor
+        -> (B, T_s) bool, True = hide) are set missing first, so they never reach a model.
+        Region codes come from :meth:`use_summary` (none before)."""
         if self.normalisation is None:
             raise RuntimeError("PixelDataset needs a Normalisation to build batches")
-        idx = np.atleast_1d(np.asarray(idx, dtype=np.int64))
+        idx = np.array(np.atleast_1d(idx), dtype=np.int64)  # a writable copy
         origin = self.origin[idx]
-        sensors = {
-            s: compact_series(self.times[s], self.normalisation.normalise(s, self.read(s, idx)),
-                              origin)
-            for s in self.sensor_bands
-        }
+        sensors = {}
+        for s in self.sensor_bands:
+            values = self.read(s, idx)
+            if hidden is not None and s in hidden:
+                values[np.asarray(hidden[s], dtype=bool)] = np.nan
+            sensors[s] = compact_series(self.times[s], self.normalisation.normalise(s, values),
+                                        origin)
+        region = (None if self.region_codes is None
+                  else torch.from_numpy(self.region_codes[idx].copy()))
         return Batch(sensors=sensors, origin=torch.from_numpy(origin.astype(np.float64)),
-                     index=torch.from_numpy(idx))
+                     index=torch.from_numpy(idx), region=region)
+
+    def use_summary(self, summary: DataSummary) -> None:
+        """Code each sample's region as in ``summary`` (a model's regions; -1 = unseen)."""
+        self.region_codes = summary.region_codes(self.regions)
+
+    def summary(self, split: str = "train", block: int = 4096) -> DataSummary:
+        """:class:`DataSummary` of ``split``: the dataset's regions, per sensor the (region,
+        acquisition day) keys of the dates observed there, and its number of samples."""
+        idx = self.indices(split)
+        regions = sorted(set(self.regions.tolist()))
+        codes = DataSummary(regions).region_codes(self.regions)
+        keys = {}
+        for s in self.sensor_bands:
+            found: set[int] = set()
+            for start in range(0, idx.size, block):
+                sel = idx[start:start + block]
+                observed = ~np.isnan(self.read(s, sel)).all(-1)
+                rows, cols = np.nonzero(observed)
+                found.update(np.unique(date_keys(codes[sel][rows], self.times[s][cols])).tolist())
+            keys[s] = np.array(sorted(found), dtype=np.int64)
+        return DataSummary(regions, keys, int(idx.size))
 
     def compute_normalisation(self, split: str = "train", block: int = 1024) -> Normalisation:
         """Per-band mean/std of transformed observed values over ``split`` (streamed)."""
@@ -351,7 +403,8 @@ def dataset_fingerprint(path: str | os.PathLike) -> str:
 class BlockSampler(Sampler):
     """Yields index blocks (one per batch); order depends only on ``(seed, epoch)``.
 
-    With ``window`` set, windows of that many consecutive indices are shuffled and samples are
+    :meth:`set_epoch` with ``start`` skips the epoch's first blocks (a resumed run). With
+    ``window`` set, windows of that many consecutive indices are shuffled and samples are
     shuffled within each window, so a batch touches few compressed chunks on disk.
     """
 
@@ -360,10 +413,10 @@ class BlockSampler(Sampler):
         self.indices = np.asarray(indices, dtype=np.int64)
         self.batch_size, self.shuffle, self.seed = int(batch_size), shuffle, int(seed)
         self.window = window
-        self.epoch = 0
+        self.epoch, self.start = 0, 0
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = int(epoch), int(start)
 
     def order(self) -> np.ndarray:
         """This epoch's sample order."""
@@ -378,11 +431,11 @@ class BlockSampler(Sampler):
 
     def __iter__(self) -> Iterator[np.ndarray]:
         order = self.order()
-        for start in range(0, order.size, self.batch_size):
+        for start in range(self.start * self.batch_size, order.size, self.batch_size):
             yield order[start:start + self.batch_size]
 
     def __len__(self) -> int:
-        return -(-self.indices.size // self.batch_size)
+        return max(0, -(-self.indices.size // self.batch_size) - self.start)
 
 
 def _identity(batch: Batch) -> Batch:
@@ -407,4 +460,5 @@ def pin_batch(batch: Batch) -> Batch:
     sensors = {k: dataclasses.replace(v, **{f.name: getattr(v, f.name).pin_memory()
                                            for f in dataclasses.fields(v)})
                for k, v in batch.sensors.items()}
-    return Batch(sensors, batch.origin.pin_memory(), batch.index.pin_memory())
+    return Batch(sensors, batch.origin.pin_memory(), batch.index.pin_memory(),
+                 None if batch.region is None else batch.region.pin_memory())

@@ -10,7 +10,12 @@ Protocols (``split`` column of the rows says what was scored):
 
 - ``parcel``: the dataset's parcel-grouped split, train+val to fit, test to score (``test``).
 - ``region``: for each region R, fit on train+val samples of the other regions, score on the
-  test samples of R (``test:R``); test samples were never seen by the embedding model either.
+  test samples of R (``test:R``). For a trained embedding model the features of that run come
+  from the model trained WITHOUT region R (``transfer``: a folder of embeddings files
+  ``<R>.nc``, see :mod:`gpvae.protocols.transfer`), so neither the encoder, the decoder, the
+  prior's hyperparameters nor the classifier ever saw the held-out region; without such a
+  folder the protocol is skipped for that model (raw features, which involve no training, use
+  the main file).
 - ``year``: the same with the sample's ``year`` (``test:2022``).
 - ``labels_<p>pct``: the parcel protocol with a fraction p of the training labels, drawn per
   class with the seed (at least one sample per class).
@@ -161,6 +166,12 @@ def fraction_name(fraction: float) -> str:
     return f"labels_{int(round(pct))}pct" if abs(pct - round(pct)) < 1e-9 else f"labels_{pct:g}pct"
 
 
+def trained_features(path: Path) -> bool:
+    """Whether an embeddings file comes from a trained model (it names its checkpoint)."""
+    with xr.open_dataset(path, engine="netcdf4") as ds:
+        return bool(ds.attrs.get("checkpoint"))
+
+
 def protocol_splits(table: EmbeddingTable, protocols: tuple[str, ...],
                     label_fractions: tuple[float, ...]
                     ) -> Iterator[tuple[str, str, np.ndarray, np.ndarray, float]]:
@@ -247,11 +258,14 @@ def classify(embeddings: Path, out_csv: Path, out_confusion: Path, out_model: Pa
              seeds: tuple[int, ...] = (0, 1, 2),
              protocols: tuple[str, ...] = PROTOCOLS,
              label_fractions: tuple[float, ...] = (0.01, 0.1, 1.0),
-             with_var: bool = False) -> Path:
+             with_var: bool = False, transfer: dict[str, Path] | None = None) -> Path:
     """Score every (protocol, classifier, seed) on an embeddings file; write tidy metrics,
     confusion rows and the parcel-protocol random forest (seed 0, all train+val). Returns
-    ``out_csv``."""
+    ``out_csv``. ``transfer``: protocol (region | year) -> folder of held-out-domain
+    embeddings ``<value>.nc`` for the transfer protocols of a trained model."""
     table = load_embeddings(embeddings, with_var=with_var)
+    transfer = {k: Path(v) for k, v in (transfer or {}).items()}
+    trained = trained_features(Path(embeddings))
     k = len(table.class_names)
     for name in classifiers:
         make_classifier(name, 0)  # fail early on an unknown name
@@ -259,7 +273,25 @@ def classify(embeddings: Path, out_csv: Path, out_confusion: Path, out_model: Pa
     conf: list[dict] = []
     final: Pipeline | None = None
     runs = list(protocol_splits(table, tuple(protocols), tuple(label_fractions)))
+    skipped: set[str] = set()
     for protocol, split, train_pos, test_pos, fraction in runs:
+        run_table = table
+        if protocol in ("region", "year") and trained:
+            held = Path(transfer[protocol]) / f"{split.removeprefix('test:')}.nc" if (
+                protocol in transfer) else None
+            if held is None or not held.is_file():
+                if protocol not in skipped:
+                    log.warning("%s: protocol %s skipped: no embeddings from a model trained "
+                                "without the held-out %s (%s)", table.model, protocol, protocol,
+                                held or "no transfer folder given")
+                    skipped.add(protocol)
+                continue
+            run_table = load_embeddings(held, with_var=with_var)
+            group = run_table.region if protocol == "region" else run_table.year.astype(str)
+            value = split.removeprefix("test:")
+            fit = np.isin(run_table.split, ("train", "val"))
+            train_pos = np.flatnonzero(fit & (group != value))
+            test_pos = np.flatnonzero((run_table.split == "test") & (group == value))
         if test_pos.size == 0 or train_pos.size == 0:
             log.warning("%s %s: %d train / %d test samples: skipped", protocol, split,
                         train_pos.size, test_pos.size)
@@ -267,28 +299,28 @@ def classify(embeddings: Path, out_csv: Path, out_confusion: Path, out_model: Pa
         for seed in seeds:
             rng = np.random.default_rng([int(seed), 7919])
             fit_pos = (train_pos if fraction >= 1.0
-                       else train_pos[label_subset(table.labels[train_pos], fraction, rng)])
-            if np.unique(table.labels[fit_pos]).size < 2:
+                       else train_pos[label_subset(run_table.labels[train_pos], fraction, rng)])
+            if np.unique(run_table.labels[fit_pos]).size < 2:
                 log.warning("%s %s seed %d: one class in training: skipped", protocol, split,
                             seed)
                 continue
             for name in classifiers:
-                model, pred = fit_predict(name, seed, table.features[fit_pos],
-                                          table.labels[fit_pos], table.features[test_pos])
+                model, pred = fit_predict(name, seed, run_table.features[fit_pos],
+                                          run_table.labels[fit_pos], run_table.features[test_pos])
                 if protocol == "parcel" and name == "rf" and seed == 0:
                     final = model
-                cm = confusion(table.labels[test_pos], pred, k)
-                key = {"model": table.model, "task": "classification", "protocol": protocol,
+                cm = confusion(run_table.labels[test_pos], pred, k)
+                key = {"model": run_table.model, "task": "classification", "protocol": protocol,
                        "split": split, "seed": int(seed), "classifier": name}
-                rows += score_rows(cm, table.class_names, **key)
+                rows += score_rows(cm, run_table.class_names, **key)
                 rows += [tidy_row(metric=m, value=float(n), **key)
                          for m, n in (("n_train", fit_pos.size), ("n_test", test_pos.size))]
-                conf += [{"model": table.model, "classifier": name, "protocol": protocol,
-                          "split": split, "seed": int(seed), "true": table.class_names[i],
-                          "pred": table.class_names[j], "count": int(cm[i, j])}
+                conf += [{"model": run_table.model, "classifier": name, "protocol": protocol,
+                          "split": split, "seed": int(seed), "true": run_table.class_names[i],
+                          "pred": run_table.class_names[j], "count": int(cm[i, j])}
                          for i in range(k) for j in range(k)]
                 log.info("%s %s %s seed %d %s: OA %.3f kappa %.3f (%d train, %d test)",
-                         table.model, protocol, split, seed, name, overall_accuracy(cm),
+                         run_table.model, protocol, split, seed, name, overall_accuracy(cm),
                          cohen_kappa(cm), fit_pos.size, test_pos.size)
     if final is None:
         fit_pos = np.flatnonzero(np.isin(table.split, ("train", "val")))

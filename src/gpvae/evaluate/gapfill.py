@@ -33,9 +33,17 @@ from tqdm.auto import tqdm
 import gpvae
 from gpvae import to_days
 from gpvae.data.dataset import sample_origin
+from gpvae.data.hiding import hide_series
 from gpvae.data.series import compact_series
 from gpvae.device import resolve_device
 from gpvae.errors import InputError
+from gpvae.evaluate.baselines import (
+    choose_lambda,
+    pixel_offset,
+    scene_mean_fill,
+    scene_statistics,
+    whittaker_fill,
+)
 from gpvae.evaluate.embed import interp_linear
 from gpvae.evaluate.gapfill_metrics import gapfill_scores
 from gpvae.evaluate.gp_baseline import fit_band_gp
@@ -48,7 +56,11 @@ from gpvae.models.build import load_model
 
 log = logging.getLogger(__name__)
 
-BASELINES = ("linear", "gp")
+BASELINES = ("linear", "gp", "whittaker", "scene_mean", "scene_offset")
+#: Training series used to choose the Whittaker lambda (a seeded subset).
+WHITTAKER_FIT_SAMPLES = 300
+#: Training series read at once for the scene statistics.
+SCENE_BLOCK = 4096
 #: Samples per block for the baselines.
 BLOCK = 256
 #: Train samples used to fit the gp baseline's shared hyperparameters.
@@ -235,6 +247,94 @@ def score_rows(name: str, observed: np.ndarray, truth: np.ndarray | None,
     return rows
 
 
+# --- whittaker and scene baselines -------------------------------------------------------
+def _train_series(pixels: Path, sensor: str, band_pos: np.ndarray,
+                  max_samples: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Values (N, T, C), time origins (N,) and regions (N,) of TRAIN series (all, or a seeded
+    subset of ``max_samples``)."""
+    with open_pixels(pixels) as ds:
+        train = np.flatnonzero(ds["split"].values.astype(str) == "train")
+        if train.size == 0:
+            raise InputError("this baseline learns from the train split, which is empty",
+                             file=pixels, field="split",
+                             fix="check the sampling stage's split fractions")
+        if max_samples is not None and train.size > max_samples:
+            train = np.sort(np.random.default_rng(0).choice(train, max_samples,
+                                                            replace=False))
+        parts = [ds[f"values_{sensor}"].isel(sample=train[b:b + SCENE_BLOCK]).values[
+            ..., band_pos] for b in range(0, train.size, SCENE_BLOCK)]
+        regions = (ds["region"].values.astype(str)[train] if "region" in ds.variables
+                   else np.full(train.size, ""))
+        return np.concatenate(parts), sample_origin(ds, train), regions
+
+
+def _span_std_fit(errors: np.ndarray, spans: np.ndarray, scored: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Per band (a, b) of e² ≈ a + b·span from held-out errors (N, T, C) at ``scored``."""
+    fits = [span_variance_fit(errors[..., b][scored[..., b]], spans[..., b][scored[..., b]])
+            for b in range(errors.shape[-1])]
+    return np.array([f[0] for f in fits]), np.array([f[1] for f in fits])
+
+
+def _whittaker_blocks(pixels: Path, hidden: xr.DataArray, values: np.ndarray, days: np.ndarray,
+                      origin: np.ndarray, band_pos: np.ndarray) -> Iterator[Block]:
+    """Whittaker smoother of the remaining observations; lambda and the std model e² = a + b
+    span chosen on TRAIN series hidden by the same protocol (seed + 1)."""
+    sensor = str(hidden.attrs["sensor"])
+    tr_values, tr_origin, _ = _train_series(pixels, sensor, band_pos, WHITTAKER_FIT_SAMPLES)
+    t_tr = days[None, :] - tr_origin[:, None]
+    observed = ~np.isnan(tr_values).all(-1)
+    tr_hide = np.zeros(observed.shape, dtype=bool)
+    gap = (float(hidden.attrs["gap_days_min"]), float(hidden.attrs["gap_days_max"]))
+    for i in range(observed.shape[0]):
+        rng = np.random.default_rng([int(hidden.attrs.get("seed", 0)) + 1, i])
+        tr_hide[i] = hide_series(t_tr[i], observed[i], rng,
+                                 random_fraction=float(hidden.attrs["random_fraction"]),
+                                 gap_days=gap)[0]
+    lam, pred = choose_lambda(t_tr, tr_values, tr_hide)
+    remaining = np.where(tr_hide[..., None], np.nan, tr_values)
+    scored = tr_hide[..., None] & ~np.isnan(tr_values)
+    a, b = _span_std_fit(pred - tr_values, bracket_span(t_tr, remaining, t_tr), scored)
+    log.info("whittaker baseline: lambda %g chosen on %d train series (leave-out MAE)", lam,
+             tr_values.shape[0])
+    hide = hidden.values.astype(bool)
+    t = days[None, :] - origin[:, None]
+    remaining = np.where(hide[..., None], np.nan, values)
+    for r0 in range(0, values.shape[0], BLOCK):
+        rows = slice(r0, r0 + BLOCK)
+        cols = np.flatnonzero(hide[rows].any(0))
+        mean = whittaker_fill(t[rows], remaining[rows], hide[rows], lam)[:, cols]
+        std = np.sqrt(a + b * bracket_span(t[rows], remaining[rows], t[rows][:, cols]))
+        yield rows, cols, mean, std
+
+
+def _scene_blocks(pixels: Path, hidden: xr.DataArray, values: np.ndarray,
+                  band_pos: np.ndarray, offset: bool) -> Iterator[Block]:
+    """Per-date mean of the TRAIN series of the same region (``scene_mean``), plus the series'
+    mean offset from it over its remaining observations (``scene_offset``). Std: the scene's
+    per-date std (scene_mean); the train series' residual std per band (scene_offset)."""
+    sensor = str(hidden.attrs["sensor"])
+    tr_values, _, tr_regions = _train_series(pixels, sensor, band_pos)
+    stats = scene_statistics(tr_values, tr_regions)
+    with open_pixels(pixels) as ds:
+        regions = (ds["region"].values.astype(str)[hidden["sample"].values]
+                   if "region" in ds.variables else np.full(values.shape[0], ""))
+    if offset:
+        tr_mean, _ = scene_mean_fill(stats, tr_regions)
+        resid = tr_values - tr_mean - pixel_offset(tr_values, tr_mean)
+        resid_std = np.sqrt(np.nanmean(resid ** 2, axis=(0, 1)))
+    hide = hidden.values.astype(bool)
+    remaining = np.where(hide[..., None], np.nan, values)
+    for r0 in range(0, values.shape[0], BLOCK):
+        rows = slice(r0, r0 + BLOCK)
+        cols = np.flatnonzero(hide[rows].any(0))
+        mean, std = scene_mean_fill(stats, regions[rows])
+        if offset:
+            mean = mean + pixel_offset(remaining[rows], mean)
+            std = np.broadcast_to(resid_std, mean.shape)
+        yield rows, cols, mean[:, cols], std[:, cols]
+
+
 def _run(name: str, pixels: Path, hidden_path: Path, bands: list[str] | None, out_nc: Path,
          out_csv: Path, make_blocks) -> Path:
     """Read the hidden samples, run ``make_blocks(hidden, values, days, origin, band_pos)``,
@@ -313,7 +413,10 @@ def gapfill_model(pixels: Path, hidden: Path, checkpoint: Path, out_nc: Path, ou
 def gapfill_baseline(pixels: Path, hidden: Path, name: str, out_nc: Path, out_csv: Path, *,
                      device: str = "auto") -> Path:
     """Gap-fill with a baseline on the hidden sensor alone: ``linear`` (interpolation,
-    LOO-span std) or ``gp`` (per-pixel exact GP, shared per-band hyperparameters)."""
+    LOO-span std), ``gp`` (per-pixel exact GP, shared per-band hyperparameters),
+    ``whittaker`` (Whittaker-Eilers smoother, lambda by leave-out on train series),
+    ``scene_mean`` (per-date mean of the train series of the region) or ``scene_offset``
+    (scene mean plus the series' own offset)."""
     if name not in BASELINES:
         raise InputError(f"unknown gap-filling baseline {name!r}", field="name",
                          fix=f"use one of {', '.join(BASELINES)}")
@@ -323,6 +426,10 @@ def gapfill_baseline(pixels: Path, hidden: Path, name: str, out_nc: Path, out_cs
         hide = hidden.values.astype(bool)
         if name == "linear":
             return _linear_blocks(observed, days[None, :] - origin[:, None], hide)
+        if name == "whittaker":
+            return _whittaker_blocks(pixels, hidden, observed, days, origin, band_pos)
+        if name in ("scene_mean", "scene_offset"):
+            return _scene_blocks(pixels, hidden, observed, band_pos, name == "scene_offset")
         return _gp_blocks(pixels, str(hidden.attrs["sensor"]), observed, days, origin, hide,
                           band_pos, dev)
 

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from gpvae import to_days
 from gpvae.data.dataset import dataset_info, sample_origin
+from gpvae.data.hiding import hide_series
 from gpvae.errors import InputError
 from gpvae.io.atomic import atomic_path
 from gpvae.io.pixels import open_pixels
@@ -36,30 +37,6 @@ log = logging.getLogger(__name__)
 
 #: Samples read from disk at once.
 BLOCK = 2048
-
-
-def hide_series(t: np.ndarray, observed: np.ndarray, rng: np.random.Generator, *,
-                random_fraction: float, gap_days: tuple[float, float]
-                ) -> tuple[np.ndarray, float, float]:
-    """Hiding mask (T,) of one series with dates ``t`` (increasing) and ``observed`` (T,) bool,
-    plus the gap's start day and length (NaN, 0 when nothing is hidden)."""
-    hide = np.zeros(t.shape, dtype=bool)
-    obs = np.flatnonzero(observed)
-    if obs.size < 2:
-        return hide, float("nan"), 0.0
-    length = float(rng.uniform(*gap_days))
-    t_obs = t[obs]
-    starts = obs[t_obs <= t_obs[-1] - length]
-    start = t[rng.choice(starts)] if starts.size else t_obs[0]
-    gap = obs[(t_obs >= start) & (t_obs < start + length)]
-    if gap.size >= obs.size:  # keep at least one observation: drop the gap's last date
-        gap = gap[:-1]
-    hide[gap] = True
-    rest = np.setdiff1d(obs, gap)
-    k = min(int(round(random_fraction * obs.size)), rest.size - 1)
-    if k > 0:
-        hide[rng.choice(rest, size=k, replace=False)] = True
-    return hide, float(start), length
 
 
 def gapfill_sensor(pixels: Path, sensor: str | None = None) -> str:

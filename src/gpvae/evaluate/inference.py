@@ -20,7 +20,6 @@ from tqdm.auto import tqdm
 from gpvae.data.batch import Batch
 from gpvae.data.dataset import PixelDataset
 from gpvae.data.normalise import Normalisation
-from gpvae.data.series import compact_series
 from gpvae.device import fixed_rng
 from gpvae.errors import InputError
 
@@ -58,21 +57,16 @@ def iterate_pixels(pixels: Path, meta: dict, indices: np.ndarray, *, batch_size:
     norm: Normalisation = meta["normalisation"]
     indices = np.asarray(indices, dtype=np.int64)
     with PixelDataset(pixels, meta["sensor_bands"], norm) as ds:
+        if meta.get("data_summary") is not None:
+            ds.use_summary(meta["data_summary"])
         hide, hidden_s = None, None if hidden is None else hidden_sensor(hidden)
         if hidden_s in ds.sensor_bands:
             hide = hidden_for(hidden, indices, ds.times[hidden_s].size, file=pixels)
         starts = range(0, indices.size, batch_size)
         for start in tqdm(starts, desc="batches", unit="batch", disable=not sys.stderr.isatty()):
             idx = indices[start:start + batch_size]
-            origin = ds.origin[idx]
-            sensors = {}
-            for s in ds.sensor_bands:
-                values = ds.read(s, idx)
-                if s == hidden_s and hide is not None:
-                    values[hide[start:start + batch_size]] = np.nan
-                sensors[s] = compact_series(ds.times[s], norm.normalise(s, values), origin)
-            yield idx, Batch(sensors, torch.from_numpy(origin.astype(np.float64)),
-                             torch.from_numpy(idx.copy()))
+            h = None if hide is None else {hidden_s: hide[start:start + batch_size]}
+            yield idx, ds.batch(idx, h)
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
@@ -152,7 +146,8 @@ def observations_at(model: torch.nn.Module, batch: Batch, sensor: str, t_days: t
                 m, s = model.reconstruct(batch, sensor, tq, num_samples)
             else:
                 m, s = model.predict_observations(sensor, latent[0][:, q0:q0 + chunk],
-                                                  latent[1][:, q0:q0 + chunk], tq, num_samples)
+                                                  latent[1][:, q0:q0 + chunk], tq, batch,
+                                                  num_samples)
             means.append(m.double().cpu().numpy())
             stds.append(s.double().cpu().numpy())
     mean, std = normalisation.denormalise(sensor, np.concatenate(means, 1),

@@ -52,8 +52,12 @@ def training_cost_rows(path: Path) -> list[dict]:
                          fix="re-run training")
     keys = {"model": Path(path).parent.name, "task": "cost", "protocol": "train",
             "split": "train", "seed": 0}
-    return metric_rows({"train_seconds_per_epoch": float(train["seconds"].mean()),
-                        "epochs": float(train["epoch"].max())}, **keys)
+    epochs = float(train["epoch"].max())
+    values = {"train_seconds_per_epoch": float(train["seconds"].sum()) / max(epochs, 1e-9),
+              "epochs": epochs}
+    if "step" in train:
+        values["steps"] = float(train["step"].max())
+    return metric_rows(values, **keys)
 
 
 def tile_cost_rows(path: Path) -> list[dict]:

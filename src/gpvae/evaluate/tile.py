@@ -116,9 +116,10 @@ def tile_blocks(height: int, width: int, block_px: int | None, chunk_px: int | s
 def _predict_batch(model: torch.nn.Module, meta: dict, sensors: dict, origins: np.ndarray,
                    index: torch.Tensor, ref_days: np.ndarray, pipeline: object,
                    gapfill: str | None, num_samples: int = 32,
-                   write: np.ndarray | None = None) -> dict[str, np.ndarray]:
+                   write: np.ndarray | None = None, region: int = -1) -> dict[str, np.ndarray]:
     """Model outputs of one batch of compacted series (see :func:`predict_pixels`)."""
-    batch = Batch(sensors, torch.from_numpy(origins), index)
+    batch = Batch(sensors, torch.from_numpy(origins), index,
+                  torch.full(index.shape, int(region), dtype=torch.int64))
     moments = latent_moments(model, batch, ref_days)  # computed once, decoded below
     mean, var = latent_arrays(batch, moments)
     valid = ~np.isnan(mean).any(axis=(1, 2))
@@ -152,13 +153,16 @@ def predict_pixels(model: torch.nn.Module, meta: dict, series: dict[str, np.ndar
                    days: dict[str, np.ndarray], origin: float, ref_days: np.ndarray,
                    pipeline: object, batch_size: int, num_samples: int = 32,
                    gapfill: str | None = None, write: np.ndarray | None = None,
-                   mixed_precision: bool = False) -> tuple[dict[str, np.ndarray], int]:
+                   mixed_precision: bool = False, region: int = -1
+                   ) -> tuple[dict[str, np.ndarray], int]:
     """Model outputs of P pixels (physical series per sensor (P, T, C), NaN = missing):
     embedding mean/var (P, W, L) at the written reference dates ``write`` (indices into
     ``ref_days``, default all), the ``gapfill`` sensor's mean/std (P, W, C) when given
     (``num_samples`` latent samples decoded for non-linear decoders), class (P,) from the
     embedding at every reference date, valid (P,); and the batch size used (halved on every
-    CUDA out-of-memory error). ``mixed_precision``: see :func:`precision`."""
+    CUDA out-of-memory error). ``mixed_precision``: see :func:`precision`. ``region``: the
+    pixels' region code in the model's data summary, for its date effects (-1 = a region it
+    never saw)."""
     norm = meta["normalisation"]
     p = next(iter(series.values())).shape[0]
     parts: dict[str, list[np.ndarray]] = {}
@@ -173,7 +177,7 @@ def predict_pixels(model: torch.nn.Module, meta: dict, series: dict[str, np.ndar
             with precision(device, mixed_precision):
                 out = _predict_batch(model, meta, sensors, origins,
                                      torch.arange(sl.start, sl.stop), ref_days, pipeline,
-                                     gapfill, num_samples, write)
+                                     gapfill, num_samples, write=write, region=region)
         except torch.OutOfMemoryError:
             if batch_size == 1:
                 raise
@@ -359,7 +363,7 @@ def predict_block(cubes: dict[str, Path], masks: dict[str, Path], checkpoint: Pa
                   batch_size: int | str = "auto", num_samples: int = 32,
                   sensor: str | None = None, products: Sequence[str] | None = None,
                   dates: Sequence[float] | None = None,
-                  mixed_precision: bool = False) -> Path:
+                  mixed_precision: bool = False, region: str | None = None) -> Path:
     """Write one block of a tile product (packed netCDF, docs/contracts.md section 7) and
     its cost JSON (``<stem>_cost.json``); returns ``out_nc``.
 
@@ -372,7 +376,8 @@ def predict_block(cubes: dict[str, Path], masks: dict[str, Path], checkpoint: Pa
     ``dates``: days since the span start of the dates to write (nearest reference dates;
     default every reference date; the class map always uses all of them); ``year`` picks the
     span of the training data's rule labelled with that year; ``mixed_precision``: bf16
-    autocast (:func:`precision`).
+    autocast (:func:`precision`); ``region``: the tile's region name for the model's date
+    effects (default: the tile).
     """
     out_nc = Path(out_nc)
     ref_days = np.asarray(ref_days, dtype=np.float64)
@@ -423,6 +428,9 @@ def predict_block(cubes: dict[str, Path], masks: dict[str, Path], checkpoint: Pa
                                   bands, attrs)
         windows = _windows(win, map_win, chunk_px)
         days = {s: src.days for s, src in tiles.sources.items()}
+        summary = meta.get("data_summary")
+        code = (-1 if summary is None
+                else int(summary.region_codes(np.array([region or tiles.tile]))[0]))
         log.info("tile %s year %d block %s: %d x %d px in %d windows of %d px, batch %d, "
                  "%d of %d dates, on %s", tiles.tile, tiles.year, block or "(whole map)",
                  win.height, win.width, len(windows), chunk_px, batch_size, write.size,
@@ -439,7 +447,7 @@ def predict_block(cubes: dict[str, Path], masks: dict[str, Path], checkpoint: Pa
                 out, batch_size = predict_pixels(
                     model, meta, series, days, tiles.origin, ref_days, bundle["pipeline"],
                     batch_size, num_samples, None if gapfill is None else gapfill.name, write,
-                    mixed_precision)
+                    mixed_precision, code)
                 hh, ww = rows.stop - rows.start, cols.stop - cols.start
                 local = (slice(rows.start - r_base, rows.stop - r_base),
                          slice(cols.start - c_base, cols.stop - c_base))

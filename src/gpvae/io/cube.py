@@ -17,6 +17,7 @@ from rasterio.windows import Window
 
 import gpvae
 from gpvae.errors import InputError
+from gpvae.io.cube_checks import CubeChecks
 from gpvae.io.ncstream import VarSpec, stream_netcdf
 from gpvae.io.sensors import Sensor, builtin_sensors, make_sensor
 from gpvae.io.window import spatial_blocks
@@ -84,10 +85,16 @@ def cube_skeleton(*, times: np.ndarray, bands: list[str], crs: str, transform: a
 
 class CubeWriter:
     """Fill a cube file date by date (``writer.write(t, data, valid, quality)``) or block by
-    block (``writer.write_block(t, window, ...)``; see :meth:`write_blocks`)."""
+    block (``writer.write_block(t, window, ...)``; see :meth:`write_blocks`).
 
-    def __init__(self, variables: dict) -> None:
+    With ``check`` (a :class:`~gpvae.io.cube_checks.CubeChecks`) the written dates (or
+    blocks of them) are checked: optical values must look like reflectance, and some pixel
+    must be valid.
+    """
+
+    def __init__(self, variables: dict, check: CubeChecks | None = None) -> None:
         self.variables = variables
+        self.check = check
 
     def write(self, t: int, data: np.ndarray, valid: np.ndarray,
               quality: np.ndarray | None = None) -> None:
@@ -99,6 +106,8 @@ class CubeWriter:
                     quality: np.ndarray | None = None) -> None:
         """Write one spatial ``window`` of date ``t``: data (band, h, w), valid / quality
         (h, w)."""
+        if self.check is not None:
+            self.check.date(t, data, valid)
         rows = slice(int(window.row_off), int(window.row_off + window.height))
         cols = slice(int(window.col_off), int(window.col_off + window.width))
         self.variables["data"][t, :, rows, cols] = np.asarray(data, dtype=np.float32)
@@ -143,7 +152,12 @@ def cube_writer(path: Path, *, with_quality: bool = False, **skeleton_kw
             # instead of holding up to the 64 MiB default chunk cache per variable. A cache
             # smaller than one chunk is bypassed (size 0 is not honoured per variable).
             var.set_var_chunk_cache(size=1)
-        yield CubeWriter(variables)
+        # Cubes extracted by a reader (attribute `reader`) are checked; before the rename, so
+        # a failed check leaves no cube.
+        checks = CubeChecks(skeleton, path) if skeleton.attrs.get("reader") else None
+        yield CubeWriter(variables, checks)
+        if checks is not None:
+            checks.finish()
 
 
 def write_cube(path: Path, *, data: np.ndarray, valid: np.ndarray, times: np.ndarray,

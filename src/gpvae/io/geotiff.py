@@ -13,6 +13,7 @@ import rasterio
 from rasterio.enums import Resampling
 
 from gpvae.errors import InputError
+from gpvae.io.failures import reading
 
 
 def write_geotiff(path: Path, array: np.ndarray, *, crs: str, transform: affine.Affine,
@@ -57,7 +58,7 @@ def read_geotiff_resampled(path: Path, *, window: rasterio.windows.Window | None
     if not path.is_file():
         raise InputError("raster file not found", file=path,
                          fix="check the product is complete (re-download or re-extract it)")
-    with rasterio.open(path) as src:
+    with reading(path, what="GeoTIFF raster"), rasterio.open(path) as src:
         if grid_check is not None:
             grid_check((src.crs, src.transform, src.height, src.width))
         return [src.read(1, window=window, out_shape=out_shape, resampling=r)
@@ -66,7 +67,7 @@ def read_geotiff_resampled(path: Path, *, window: rasterio.windows.Window | None
 
 def raster_grid(path: Path) -> tuple[rasterio.crs.CRS, affine.Affine, int, int]:
     """Grid of a raster file: (crs, transform, height, width)."""
-    with rasterio.open(path) as src:
+    with reading(path, what="GeoTIFF raster"), rasterio.open(path) as src:
         return src.crs, src.transform, src.height, src.width
 
 

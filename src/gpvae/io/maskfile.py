@@ -10,6 +10,7 @@ import numpy as np
 import xarray as xr
 
 from gpvae.errors import InputError
+from gpvae.io.failures import reading
 from gpvae.io.ncstream import VarSpec, stream_netcdf
 
 #: Cube attributes the mask file carries over.
@@ -39,7 +40,8 @@ def open_mask(path: Path, cube: xr.Dataset | None = None) -> xr.Dataset:
     fix = "rerun the mask stage for this tile and sensor"
     if not path.is_file():
         raise InputError("mask file not found", file=path, fix=fix)
-    ds = xr.open_dataset(path, engine="netcdf4")
+    with reading(path, what="netCDF mask file", fix=fix):
+        ds = xr.open_dataset(path, engine="netcdf4")
     if "valid" not in ds or ds["valid"].dims != ("time", "y", "x"):
         raise InputError("mask file has no valid(time, y, x) variable", file=path,
                          field="valid", fix=fix)

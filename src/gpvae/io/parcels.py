@@ -8,11 +8,14 @@ from pathlib import Path
 import affine
 import geopandas as gpd
 import numpy as np
+import pandas as pd
+import pyogrio
 import rasterio.crs
 import rasterio.features
 import shapely
 
 from gpvae.errors import InputError
+from gpvae.io.failures import reading
 
 log = logging.getLogger(__name__)
 
@@ -23,30 +26,15 @@ def read_parcels(path: Path, *, id_field: str, class_field: str, crs: rasterio.c
 
     Returns columns ``parcel_id`` (int64), ``class`` (str) and ``geometry``.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("parcel file not found", file=path, field="inputs.parcels.path",
-                         fix="point inputs.parcels.path at a GeoPackage of parcels")
-    gdf = gpd.read_file(path, engine="pyogrio")
-    for field, key in ((id_field, "inputs.parcels.id_field"),
-                       (class_field, "inputs.parcels.class_field")):
-        if field not in gdf.columns:
-            fields = [c for c in gdf.columns if c != "geometry"]
-            raise InputError(f"parcel field {field!r} not found (fields: {fields})", file=path,
-                             field=field, fix=f"set {key} to one of {fields}")
+    path = _existing(path)
+    with reading(path, what="GeoPackage of parcels", field="inputs.parcels.path"):
+        gdf = gpd.read_file(path, engine="pyogrio")
+    _check_fields([c for c in gdf.columns if c != "geometry"], path, id_field, class_field)
     if gdf.crs is None:
         raise InputError("parcel layer has no CRS", file=path, field="crs",
                          fix="assign the layer's CRS (e.g. ogr2ogr -a_srs EPSG:2154)")
     gdf = gdf[gdf.geometry.notna() & ~gdf.geometry.is_empty]
-    try:
-        ids = gdf[id_field].astype(np.int64)
-    except (TypeError, ValueError) as err:
-        raise InputError(f"parcel ids in {id_field!r} are not integers", file=path,
-                         field=id_field, fix="use an integer id field") from err
-    if ids.duplicated().any():
-        dup = ids[ids.duplicated()].iloc[:5].tolist()
-        raise InputError(f"parcel ids repeat (e.g. {dup})", file=path, field=id_field,
-                         fix="use a unique id field")
+    ids = _checked_ids_and_classes(gdf, path, id_field, class_field)
     target = gpd.GeoSeries(crs=crs.to_wkt()).crs
     if not gdf.crs.equals(target):
         log.info("reprojecting parcels of %s from %s to the tile CRS %s", path.name,
@@ -61,6 +49,64 @@ def read_parcels(path: Path, *, id_field: str, class_field: str, crs: rasterio.c
                          f" ({target.to_string()})", file=path, field="geometry",
                          fix="check the parcel file covers this tile (and its CRS is right)")
     return out
+
+
+def _existing(path: Path) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("parcel file not found", file=path, field="inputs.parcels.path",
+                         fix="point inputs.parcels.path at a GeoPackage of parcels")
+    return path
+
+
+def _check_fields(fields: list[str], path: Path, id_field: str, class_field: str) -> None:
+    """The configured id and class fields are fields of the layer."""
+    for field, key in ((id_field, "inputs.parcels.id_field"),
+                       (class_field, "inputs.parcels.class_field")):
+        if field not in fields:
+            raise InputError(f"parcel field {field!r} not found (fields: {fields})", file=path,
+                             field=field, fix=f"set {key} to one of {fields}")
+
+
+def _checked_ids_and_classes(table: pd.DataFrame, path: Path, id_field: str,
+                             class_field: str) -> pd.Series:
+    """Integer parcel ids, unique; every parcel with a class (InputError naming the rows)."""
+    for field in (id_field, class_field):
+        empty = table[field].isna().to_numpy()
+        if empty.any():
+            rows = (np.flatnonzero(empty)[:5] + 1).tolist()
+            raise InputError(f"{empty.sum()} parcels have no value in {field!r} (features "
+                             f"{rows}{'...' if empty.sum() > 5 else ''}, counting from 1)",
+                             file=path, field=field,
+                             fix=f"give every parcel a {field}, or delete those parcels")
+    ids = pd.to_numeric(table[id_field], errors="coerce")
+    bad = ids.isna().to_numpy() | (ids.to_numpy(np.float64) % 1 != 0)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise InputError(f"parcel ids in {id_field!r} are not integers (feature {first + 1}: "
+                         f"{table[id_field].iloc[first]!r})", file=path, field=id_field,
+                         fix="use an integer id field")
+    ids = ids.astype(np.int64)
+    if ids.duplicated().any():
+        dup = ids[ids.duplicated()].iloc[:5].tolist()
+        raise InputError(f"parcel ids repeat (e.g. {dup})", file=path, field=id_field,
+                         fix="use a unique id field")
+    return ids
+
+
+def parcel_attributes(path: Path, *, id_field: str, class_field: str) -> pd.DataFrame:
+    """Id and class of every parcel of a GeoPackage, read without geometries (start-up
+    checks: fast); the same checks as :func:`read_parcels`. Columns ``parcel_id``, ``class``.
+    """
+    path = _existing(path)
+    with reading(path, what="GeoPackage of parcels", field="inputs.parcels.path"):
+        fields = list(pyogrio.read_info(path)["fields"])
+        _check_fields(fields, path, id_field, class_field)
+        table = pyogrio.read_dataframe(path, columns=[id_field, class_field],
+                                       read_geometry=False)
+    ids = _checked_ids_and_classes(table, path, id_field, class_field)
+    return pd.DataFrame({"parcel_id": ids.to_numpy(np.int64),
+                         "class": table[class_field].astype(str).to_numpy()})
 
 
 def rasterize_parcels(parcels: gpd.GeoDataFrame, transform: affine.Affine, height: int,

@@ -15,6 +15,7 @@ import xarray as xr
 import gpvae
 from gpvae.errors import InputError
 from gpvae.io.atomic import atomic_path
+from gpvae.io.failures import reading
 from gpvae.io.ncstream import VarSpec, stream_netcdf
 from gpvae.io.sensors import SensorRegistry, builtin_sensors, registry_from_json
 
@@ -157,7 +158,8 @@ def open_pixels(path: Path) -> xr.Dataset:
     fix = "rerun the sample stage (docs/contracts.md section 2)"
     if not path.is_file():
         raise InputError("pixel dataset not found", file=path, fix=fix)
-    ds = xr.open_dataset(path, engine="netcdf4")
+    with reading(path, what="netCDF pixel dataset", fix=fix):
+        ds = xr.open_dataset(path, engine="netcdf4")
     sensors = str(ds.attrs.get("sensors", "")).split()
     if not sensors:
         raise InputError("pixel dataset has no 'sensors' attribute", file=path,

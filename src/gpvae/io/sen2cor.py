@@ -33,6 +33,7 @@ from gpvae.errors import InputError
 from gpvae.io.atomic import atomic_path
 from gpvae.io.cube import cube_writer
 from gpvae.io.extract import AOI, one_gdal_env, one_per_day
+from gpvae.io.failures import reading
 from gpvae.io.geotiff import OpenFiles
 from gpvae.io.sensors import S2_10M, S2_BANDS, builtin
 from gpvae.io.window import aoi_window, in_date_range, spatial_blocks, window_transform
@@ -152,7 +153,7 @@ class Sen2CorProduct:
     def members(self) -> list[str]:
         """Paths of the product's files, relative to the .SAFE folder."""
         if self.zipped:
-            with zipfile.ZipFile(self.path) as z:
+            with reading(self.path, what="SAFE zip archive"), zipfile.ZipFile(self.path) as z:
                 return [m.split("/", 1)[1] for m in z.namelist()
                         if "/" in m and not m.endswith("/")]
         return [str(p.relative_to(self.path)) for p in self.path.rglob("*") if p.is_file()]
@@ -166,7 +167,7 @@ class Sen2CorProduct:
     def read_text(self, member: str) -> str:
         """Text of a member file."""
         if self.zipped:
-            with zipfile.ZipFile(self.path) as z:
+            with reading(self.path, what="SAFE zip archive"), zipfile.ZipFile(self.path) as z:
                 return z.read(f"{self.name}/{member}").decode("utf-8", errors="replace")
         return (self.path / member).read_text(errors="replace")
 
@@ -231,7 +232,8 @@ class GridReader(OpenFiles):
                  nodata: float | None = 0, bilinear: bool = False,
                  expect_res: float | None = None, field: str | None = None) -> None:
         super().__init__()
-        with self.opening():
+        self.path, self.field = path, field
+        with self.opening(), reading(path, what="raster", field=field):
             src = self.enter(rasterio.open(path))
             if expect_res is not None and not np.allclose(src.res, expect_res):
                 raise InputError(f"pixel size {src.res} m, documented {expect_res} m",
@@ -248,7 +250,8 @@ class GridReader(OpenFiles):
     def read(self, window: Window | None = None,
              resampling: Resampling = Resampling.nearest) -> np.ndarray:
         """The target grid's ``window`` (default: all of it) by ``resampling``."""
-        return self.views[resampling].read(1, window=window)
+        with reading(self.path, what="raster", field=self.field):
+            return self.views[resampling].read(1, window=window)
 
 
 class L2ASceneReader(OpenFiles):
@@ -407,7 +410,7 @@ def write_l2a_cube(scenes: list[L2AScene], tile: str, out: Path, *, bands: list[
         raise InputError("no 10 m band requested", field="bands",
                          fix="include at least one of B02 B03 B04 B08 (the 10 m grid)")
     ref_path = scenes[0].paths[ref_band]
-    with rasterio.open(ref_path) as r:
+    with reading(ref_path, what="raster", field=ref_band), rasterio.open(ref_path) as r:
         if not np.allclose(r.res, 10):
             raise InputError(f"pixel size {r.res} m, documented 10 m", file=ref_path,
                              field=ref_band, fix="give the product as the producer wrote it")

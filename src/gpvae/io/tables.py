@@ -22,32 +22,58 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from gpvae.errors import InputError
+from gpvae.io.failures import reading
+from gpvae.io.radiometry import REFLECTANCE, check_reflectance
 from gpvae.io.sar import sar_to_linear
 from gpvae.io.sensors import Sensor, SensorRegistry, builtin_sensors
+from gpvae.io.table_cells import (
+    dates,
+    integers,
+    is_csv,
+    numbers,
+    required,
+    separator_hint,
+    splits,
+    where,
+)
 
 log = logging.getLogger(__name__)
 
 LAYOUTS = ("wide", "long")
 
 
-def read_table(src: Path) -> pd.DataFrame:
-    """A parquet or CSV table."""
+def read_table(src: Path, columns: list[str] | None = None, *,
+               header_only: bool = False) -> pd.DataFrame:
+    """A parquet or CSV table (only ``columns`` when given; no rows with ``header_only``)."""
     src = Path(src)
     if not src.is_file():
         raise InputError("sample table not found", file=src, field="inputs.table.path",
                          fix="point inputs.table.path at a .parquet or .csv file")
-    if src.suffix.lower() in (".parquet", ".pq"):
-        return pd.read_parquet(src)
-    if src.suffix.lower() in (".csv", ".txt") or src.name.endswith(".csv.gz"):
-        return pd.read_csv(src)
-    raise InputError(f"unknown table format {src.suffix!r}", file=src,
-                     field="inputs.table.path", fix="give a .parquet or .csv file")
+    parquet = src.suffix.lower() in (".parquet", ".pq")
+    if not parquet and not is_csv(src):
+        raise InputError(f"unknown table format {src.suffix!r}", file=src,
+                         field="inputs.table.path", fix="give a .parquet or .csv file")
+    with reading(src, what="parquet table" if parquet else "CSV table",
+                 field="inputs.table.path"):
+        if header_only:
+            df = (pd.DataFrame(columns=pq.read_schema(src).names) if parquet
+                  else pd.read_csv(src, nrows=0))
+        else:
+            df = (pd.read_parquet(src, columns=columns) if parquet
+                  else pd.read_csv(src, usecols=columns))
+    if df.empty and not header_only:
+        raise InputError(f"the table has no rows (columns: {list(map(str, df.columns))[:10]})",
+                         file=src, field="inputs.table.path",
+                         fix="export the samples into the table (a header alone is empty)")
+    return df
 
 
 def column(df: pd.DataFrame, columns: dict, role: str, *, file: object,
@@ -62,7 +88,8 @@ def column(df: pd.DataFrame, columns: dict, role: str, *, file: object,
     if name not in df.columns:
         raise InputError(f"column {name!r} ({role}) not in the table", file=file,
                          field=f"columns.{role}",
-                         fix=f"columns there: {', '.join(map(str, df.columns[:20]))}...")
+                         fix=f"{separator_hint(df.columns)}columns there: "
+                             f"{', '.join(map(str, df.columns[:20]))}...")
     return df[name]
 
 
@@ -89,7 +116,7 @@ def decode_values(raw: np.ndarray, sensor: Sensor, encoding: dict | None, *,
     none for float columns (already physical)."""
     enc = dict(encoding or {})
     integer = np.issubdtype(np.asarray(raw).dtype, np.integer)
-    v = np.asarray(raw, dtype=np.float64)
+    v = numbers(raw, file=file, column=str(field))
     nodata = np.atleast_1d(enc.get("nodata", []))
     if nodata.size:
         v = np.where(np.isin(v, nodata), np.nan, v)
@@ -124,6 +151,85 @@ def wide_series(df: pd.DataFrame, sensor: Sensor, pattern: str, *, file: object
     return steps, found
 
 
+def group_columns(columns: dict) -> list[str]:
+    """The column(s) of the ``group`` role (a name or a list of names; none when unset)."""
+    group = columns.get("group")
+    return [] if group is None else [group] if isinstance(group, str) else list(group)
+
+
+def checked_roles(df: pd.DataFrame, columns: dict, *, file: object) -> pd.DataFrame:
+    """The table with its per-sample role columns parsed strictly (InputError naming row and
+    column of a bad cell): ids, tile, region and group on every row, x/y numbers on every row
+    (when mapped: they are optional), year whole numbers, split names. Labels are optional (a
+    sample without one stays unlabelled), but the rows of one sample must agree: some rows of
+    a sample with a label and others without is an error naming those rows.
+    """
+    df = df.copy()
+
+    def present(role: str) -> Callable[[pd.Series, str], object]:
+        return lambda s, c: required(s, file=file, column=c, role=role)
+
+    def coordinate(s: pd.Series, c: str) -> np.ndarray:
+        return numbers(required(s, file=file, column=c, role="coordinate"), file=file,
+                       column=c)
+
+    column(df, columns, "label", file=file, required=False)  # mapped: it must exist
+    parsers = {role: present(role) for role in ("sample_id", "parcel_id", "tile", "region")}
+    parsers |= {"x": coordinate, "y": coordinate,
+                "year": lambda s, c: integers(s, file=file, column=c, role="year"),
+                "split": lambda s, c: splits(s, file=file, column=c)}
+    for role, parse in parsers.items():
+        series = column(df, columns, role, file=file, required=False)
+        if series is not None:
+            df[columns[role]] = np.asarray(parse(series, columns[role]))
+    for name in group_columns(columns):
+        series = column(df, {**columns, "group": name}, "group", file=file)
+        required(series, file=file, column=name, role="group")
+    _check_sample_labels(df, columns, file=file)
+    return df
+
+
+def _check_sample_labels(df: pd.DataFrame, columns: dict, *, file: object) -> None:
+    """Rows without a label whose sample has a label on other rows (long layout)."""
+    label = column(df, columns, "label", file=file, required=False)
+    sid = column(df, columns, "sample_id", file=file, required=False)
+    if label is None or sid is None:
+        return
+    empty = (label.isna() | label.astype(str).str.strip().eq("")).to_numpy()
+    mixed = np.flatnonzero(empty & sid.isin(set(sid[~empty])).to_numpy())
+    if mixed.size:
+        name = columns["label"]
+        raise InputError(f"{mixed.size} row(s) have no label in column {name!r}: "
+                         f"{where(mixed, file)}, while other rows of the same sample have one",
+                         file=file, field=name,
+                         fix="give every row of a sample its label (a sample with no label "
+                             "on any row stays unlabelled), or remove those rows")
+
+
+def time_origins(rows: pd.DataFrame, time_origin: str, *, file: object) -> np.ndarray:
+    """Date of step 0 of each row: a column of dates, or one date for all rows."""
+    if time_origin in rows.columns:
+        return dates(rows[time_origin], file=file, column=time_origin)
+    try:
+        origin = pd.Timestamp(str(time_origin))
+    except ValueError as err:
+        raise InputError(f"time_origin {time_origin!r} is neither a column nor a date",
+                         file=file, field="inputs.table.time_origin",
+                         fix="give the date of step 0 (YYYY-MM-DD) or the name of a column "
+                             "of dates") from err
+    return np.full(len(rows), np.datetime64(origin.tz_localize(None), "ns"))
+
+
+def checked_optical(values: np.ndarray, sensor: Sensor, name: str, *, file: object
+                    ) -> np.ndarray:
+    """``values`` of a sensor (``name`` in the table); an optical (surface reflectance) one's
+    after checking they look like reflectance."""
+    if sensor.radiometry == REFLECTANCE:
+        check_reflectance(values, reader="table", file=file,
+                          field=f"inputs.table.encoding.{name}.scale", what=name)
+    return values
+
+
 def _sensors(band_map: dict, registry: SensorRegistry, file: object) -> dict[str, Sensor]:
     if not band_map:
         raise InputError("no sensor columns given", file=file, field="columns.bands",
@@ -153,8 +259,7 @@ def table_arrays(df: pd.DataFrame, *, layout: str, columns: dict, encoding: dict
         if time_origin is None:
             raise InputError("a wide table needs time_origin", file=file, field="time_origin",
                              fix="give the date of step 0 or the column holding it")
-        origin = (pd.to_datetime(rows[time_origin]) if time_origin in rows.columns else
-                  pd.Series(pd.Timestamp(time_origin), index=rows.index)).to_numpy()
+        origin = time_origins(rows, time_origin, file=file)
         for name, pattern in band_map.items():
             sensor = sensors[name]
             steps, found = wide_series(rows, sensor, pattern, file=file)
@@ -170,10 +275,10 @@ def table_arrays(df: pd.DataFrame, *, layout: str, columns: dict, encoding: dict
                         out[np.arange(len(rows)), pos[:, j], k] = decode_values(
                             rows[col].to_numpy(), sensor, encoding.get(name), file=file,
                             field=col)
-            values[name] = out
+            values[name] = checked_optical(out, sensor, name, file=file)
         return rows, values, times, bands
     sid = column(df, columns, "sample_id", file=file)
-    when = pd.to_datetime(column(df, columns, "time", file=file)).to_numpy()
+    when = dates(column(df, columns, "time", file=file), file=file, column=columns["time"])
     codes, uniques = pd.factorize(sid, sort=False)
     rows = df.groupby(codes, sort=True).first().reset_index(drop=True)
     for name, cols in band_map.items():
@@ -195,5 +300,5 @@ def table_arrays(df: pd.DataFrame, *, layout: str, columns: dict, encoding: dict
                                  fix="map the band to an existing column")
             out[codes, pos, k] = decode_values(df[col].to_numpy(), sensor,
                                                encoding.get(name), file=file, field=col)
-        values[name] = out
+        values[name] = checked_optical(out, sensor, name, file=file)
     return rows, values, times, bands

@@ -188,7 +188,7 @@ class SeqVAE(SITSVAE):
             masks.append(_present(batch, s))
         return self.head(torch.relu(self.pool(torch.cat(tokens, 1), torch.cat(masks, 1))))
 
-    def decoder_input(self, sensor: str, mean: Tensor, var: Tensor, t: Tensor
+    def decoder_input(self, sensor: str, mean: Tensor, var: Tensor, t: Tensor, batch: Batch
                       ) -> tuple[Tensor, Tensor]:
         te = self.time_encoding(t).to(mean.dtype)
         return torch.cat([mean, te], -1), torch.cat([var, torch.zeros_like(te)], -1)

@@ -9,11 +9,13 @@ import math
 import os
 from typing import Any
 
+import numpy as np
 import torch
 
 from gpvae.config import defaults
 from gpvae.data.checkpoint import read_checkpoint
 from gpvae.data.normalise import Normalisation
+from gpvae.data.summary import DataSummary
 from gpvae.device import resolve_device
 from gpvae.errors import InputError
 from gpvae.io.sensors import registry_from_json
@@ -136,6 +138,13 @@ def resolve_config(cfg: dict, sensor_bands: dict[str, list[str]], name: str | No
     for key in ("latent_dim", "hidden", "num_inducing", "num_components", "time_encoding_dim"):
         _integer(out, key, 1, name)
     _integer(out, "decoder_layers", 0, name)
+    _integer(out, "seasonal_harmonics", 0, name)
+    for key in ("init_noise_std", "init_site_var"):
+        _number(out, key, name)
+    _number(out, "bias", name, strict=False)
+    if not isinstance(out["date_effects"], bool):
+        raise _error("date_effects must be true or false", "date_effects",
+                     "use true or false", name)
     if out["time_encoding_dim"] % 2:
         raise _error("time_encoding_dim must be even", "time_encoding_dim",
                      "use an even number", name)
@@ -159,15 +168,24 @@ def sensor_heads(cfg: dict, sensor_bands: dict[str, list[str]], in_dim: int
     """One decoder (in_dim -> bands) and one likelihood per sensor."""
     dec = {s: MLPDecoder(in_dim, len(b), cfg["hidden"], depth=cfg["decoder_layers"],
                          heteroscedastic=cfg["heteroscedastic"]) for s, b in sensor_bands.items()}
-    lik = {s: make_likelihood(cfg["likelihood"], len(b), heteroscedastic=cfg["heteroscedastic"])
+    lik = {s: make_likelihood(cfg["likelihood"], len(b), heteroscedastic=cfg["heteroscedastic"],
+                              init_scale=float(cfg["init_noise_std"]))
            for s, b in sensor_bands.items()}
     return dec, lik
 
 
-def _kernel(cfg: dict):
+def site_encoders(cfg: dict, sensor_bands: dict[str, list[str]]) -> dict[str, SiteEncoder]:
+    """One amortised site encoder per sensor."""
+    return {s: SiteEncoder(len(b), cfg["hidden"], cfg["latent_dim"],
+                           init_var=float(cfg["init_site_var"]))
+            for s, b in sensor_bands.items()}
+
+
+def _kernel(cfg: dict, bias: bool = False):
     from gpvae.models.kernels import make_kernel
     return make_kernel(cfg["kernel"], cfg["latent_dim"], lengthscale=float(cfg["lengthscale"]),
-                       outputscale=float(cfg["outputscale"]), period=float(cfg["period"]))
+                       outputscale=float(cfg["outputscale"]), period=float(cfg["period"]),
+                       bias=float(cfg["bias"]) if bias else 0.0)
 
 
 def _grid(cfg: dict) -> torch.Tensor:
@@ -176,15 +194,18 @@ def _grid(cfg: dict) -> torch.Tensor:
 
 
 def build_model(cfg: dict, sensor_bands: dict[str, list[str]], name: str | None = None, *,
-                span: tuple[float, float] | None = None) -> SITSVAE:
+                span: tuple[float, float] | None = None, data: DataSummary | None = None
+                ) -> SITSVAE:
     """The model described by ``cfg`` (one ``models:`` entry) for the dataset's sensor bands.
 
     ``sensor_bands``: sensor -> band names as in the pixel dataset. The model uses the bands
     of ``cfg['bands']`` (default: all), in that order: batches must carry exactly
     ``model.sensor_bands[s]`` for each sensor. Keys not given take the schema's defaults;
     ``span``: the training data's span (days from the sample origin) that ``time_range:
-    null`` stands for. ``model.config`` keeps the resolved config;
-    ``build_model(model.config, model.sensor_bands)`` rebuilds it (e.g. from a checkpoint).
+    null`` stands for; ``data`` summarises the training data (regions, acquisition keys of
+    the date effects, training size): without it a GP-VAE has no date-effect table.
+    ``model.config`` keeps the resolved config; ``build_model(model.config,
+    model.sensor_bands, data=model.data)`` rebuilds it (e.g. from a checkpoint).
     """
     cfg = resolve_config(cfg, sensor_bands, name, span)
     bands = cfg["bands"]
@@ -198,10 +219,18 @@ def build_model(cfg: dict, sensor_bands: dict[str, list[str]], name: str | None 
         if cfg["prior"] == "sparse":
             kw = {"num_inducing": cfg["num_inducing"],
                   "time_range": tuple(float(v) for v in cfg["time_range"])}
-        dec, lik = sensor_heads(cfg, bands, L)
-        model: SITSVAE = GPVAE(bands, L, prior=make_prior(cfg["prior"], _kernel(cfg), **kw),
-                               encoders={s: SiteEncoder(len(b), H, L) for s, b in bands.items()},
-                               decoders=dec, likelihoods=lik, **common)
+        from gpvae.models.date_effects import DateEffects, SeasonalFeatures
+        seasonal = (SeasonalFeatures(cfg["seasonal_harmonics"])
+                    if cfg["seasonal_harmonics"] else None)
+        dec, lik = sensor_heads(cfg, bands, L + (seasonal.dim if seasonal else 0))
+        effects = {}
+        if cfg["date_effects"] and data is not None:
+            effects = {s: DateEffects(data.date_keys.get(s, np.zeros(0, np.int64)), len(b))
+                       for s, b in bands.items()}
+        model: SITSVAE = GPVAE(bands, L, prior=make_prior(cfg["prior"], _kernel(cfg, True), **kw),
+                               encoders=site_encoders(cfg, bands), decoders=dec, likelihoods=lik,
+                               date_effects=effects, seasonal=seasonal,
+                               num_train=data.num_train if data else 1, **common)
     elif kind == "banded_gpvae":
         from gpvae.models.banded_vae import BandedGPVAE
         from gpvae.models.priors.banded import BandedGPPosterior
@@ -211,8 +240,8 @@ def build_model(cfg: dict, sensor_bands: dict[str, list[str]], name: str | None 
     elif kind == "iid_vae":
         from gpvae.models.baselines import IIDVAE
         dec, lik = sensor_heads(cfg, bands, L)
-        model = IIDVAE(bands, L, encoders={s: SiteEncoder(len(b), H, L) for s, b in bands.items()},
-                       decoders=dec, likelihoods=lik, **common)
+        model = IIDVAE(bands, L, encoders=site_encoders(cfg, bands), decoders=dec,
+                       likelihoods=lik, **common)
     elif kind == "hivae":
         from gpvae.models.baselines import HIVAE
         dec, lik = sensor_heads(cfg, bands, L)
@@ -225,6 +254,7 @@ def build_model(cfg: dict, sensor_bands: dict[str, list[str]], name: str | None 
         model = SeqVAE(bands, L, hidden=H, time_encoding=te, decoders=dec, likelihoods=lik,
                        **common)
     model.config = cfg
+    model.data = data
     log.info("built model %s (%s): %d parameters, sensors %s", name or "", kind,
              sum(p.numel() for p in model.parameters()), cfg["sensors"])
     return model
@@ -237,12 +267,14 @@ def load_model(checkpoint: str | os.PathLike, device: str | torch.device = "auto
     ``meta`` holds ``model_name``, ``model_cfg``, ``sensor_bands``, ``normalisation`` (a
     :class:`~gpvae.data.normalise.Normalisation`), ``sensors`` (the registry: built-ins plus
     the definitions the checkpoint carries), ``span`` (the training data's span in days),
-    ``data_span`` (its span rule, :class:`~gpvae.data.span.Span` as a dict), ``epoch``,
+    ``data_span`` (its span rule, :class:`~gpvae.data.span.Span` as a dict), ``data_summary``
+    (:class:`~gpvae.data.summary.DataSummary` or None), ``step``, ``epoch``, ``best_step``,
     ``best_val``, ``versions``.
     """
     state = read_checkpoint(checkpoint)
+    summary = DataSummary.from_dict(state["data_summary"]) if state.get("data_summary") else None
     model = build_model(state.get("model_config") or state["model_cfg"], state["sensor_bands"],
-                        span=state.get("span"))
+                        span=state.get("span"), data=summary)
     try:
         model.load_state_dict(state["model_state"])
     except RuntimeError as err:
@@ -252,9 +284,10 @@ def load_model(checkpoint: str | os.PathLike, device: str | torch.device = "auto
                          f"{state.get('versions', {})}") from err
     model.to(resolve_device(device)).eval()
     meta = {k: state.get(k) for k in ("model_name", "model_cfg", "sensor_bands", "epoch",
-                                      "best_val", "best_epoch", "versions", "span",
+                                      "step", "best_val", "best_step", "versions", "span",
                                       "data_span")}
     meta["sensors"] = registry_from_json(json.dumps(state.get("sensors") or {}),
                                          source=checkpoint)
     meta["normalisation"] = Normalisation.from_dict(state["normalisation"])
+    meta["data_summary"] = summary
     return model, meta

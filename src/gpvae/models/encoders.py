@@ -61,10 +61,11 @@ class GaussianHead(nn.Module):
 class SiteEncoder(nn.Module):
     """Amortised Gaussian sites N(mu_n; z(t_n), s_n²) of one sensor (SGP-VAE, Ashman 2020)."""
 
-    def __init__(self, num_bands: int, hidden: int, latent_dim: int) -> None:
+    def __init__(self, num_bands: int, hidden: int, latent_dim: int, *,
+                 init_var: float = 1.0) -> None:
         super().__init__()
         self.features = PartialEncoder(num_bands, hidden, hidden)
-        self.head = GaussianHead(hidden, latent_dim)
+        self.head = GaussianHead(hidden, latent_dim, init_var=init_var)
 
     def forward(self, x: Tensor, m: Tensor) -> tuple[Tensor, Tensor]:
         """x, m (B, N, C) -> site mean, site variance (B, N, L)."""

@@ -25,21 +25,26 @@ def _inv_softplus(y: float) -> float:
 
 
 class Likelihood(nn.Module):
-    """Base: a per-band scale s_c = softplus(a_c [+ raw]) + floor; subclasses give the law."""
+    """Base: a per-band scale s_c = exp(a_c [+ raw]) + floor; subclasses give the law.
+
+    The scale is stored as its logarithm, so that it moves by relative steps under Adam (from
+    a small ``init_scale``, in standardised units, to the data's noise level in a few hundred
+    steps).
+    """
 
     def __init__(self, num_bands: int, *, heteroscedastic: bool = False,
-                 init_scale: float = 0.5) -> None:
+                 init_scale: float = 0.1) -> None:
         super().__init__()
         self.num_bands = num_bands
         self.heteroscedastic = heteroscedastic
-        self.raw_scale = nn.Parameter(torch.full((num_bands,), _inv_softplus(init_scale)))
+        self.raw_scale = nn.Parameter(torch.full((num_bands,), math.log(init_scale)))
 
     def scale(self, loc: Tensor, raw: Tensor | None = None) -> Tensor:
         """Per-element scale broadcast to ``loc`` (..., C)."""
         a = self.raw_scale.to(loc.dtype)
         if raw is not None:
             a = a + raw
-        return (F.softplus(a) + _SCALE_FLOOR).expand_as(loc)
+        return (torch.exp(a.clamp_max(20.0)) + _SCALE_FLOOR).expand_as(loc)
 
     def log_prob(self, x: Tensor, loc: Tensor, raw: Tensor | None = None) -> Tensor:
         """Element-wise log p(x | loc, raw), shape of ``loc``."""
@@ -76,7 +81,7 @@ class StudentTLikelihood(Likelihood):
     """x ~ StudentT(ν_c, loc, s) with learned ν_c = 2 + softplus(·) > 2 (finite variance)."""
 
     def __init__(self, num_bands: int, *, heteroscedastic: bool = False,
-                 init_scale: float = 0.5, init_df: float = 5.0) -> None:
+                 init_scale: float = 0.1, init_df: float = 5.0) -> None:
         super().__init__(num_bands, heteroscedastic=heteroscedastic, init_scale=init_scale)
         self.raw_df = nn.Parameter(torch.full((num_bands,), _inv_softplus(init_df - 2.0)))
 
@@ -97,10 +102,11 @@ class StudentTLikelihood(Likelihood):
         return self.scale(loc, raw) ** 2 * nu / (nu - 2)
 
 
-def make_likelihood(name: str, num_bands: int, *, heteroscedastic: bool = False) -> Likelihood:
+def make_likelihood(name: str, num_bands: int, *, heteroscedastic: bool = False,
+                    init_scale: float = 0.1) -> Likelihood:
     """Likelihood by config name (``gaussian`` | ``student_t``)."""
     classes = {"gaussian": GaussianLikelihood, "student_t": StudentTLikelihood}
     if name not in classes:
         raise InputError(f"unknown likelihood {name!r}", field="likelihood",
                          fix=f"use one of {', '.join(LIKELIHOODS)}")
-    return classes[name](num_bands, heteroscedastic=heteroscedastic)
+    return classes[name](num_bands, heteroscedastic=heteroscedastic, init_scale=init_scale)

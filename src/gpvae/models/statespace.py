@@ -5,7 +5,8 @@ linear SDE dx = F x dt + L dbeta with stationary covariance P_inf. Exact discret
 gap dt: x_{n+1} = A x_n + q, A = expm(F dt), Q = P_inf - A P_inf A^T (Särkkä & Solin 2019).
 
 Available: Matern 1/2, 3/2, 5/2 (exact) and gpytorch's periodic kernel by its truncated Bessel
-expansion with J harmonics (Solin & Särkkä 2014), and products (Kronecker) and scalings.
+expansion with J harmonics (Solin & Särkkä 2014), a constant (bias), products (Kronecker),
+sums (block-diagonal) and scalings.
 RBF / RQ / Cauchy have no finite state space.
 """
 
@@ -103,6 +104,44 @@ class ProductStateSpace(StateSpace):
 
     def scaled(self, variance: Tensor) -> StateSpace:
         return ProductStateSpace(self.a.scaled(variance), self.b)
+
+
+class SumStateSpace(StateSpace):
+    """k1 + k2: independent states side by side, F, P_inf, A block-diagonal, H = [H1, H2]."""
+
+    def __init__(self, a: StateSpace, b: StateSpace) -> None:
+        super().__init__(_block_diag(a.F, b.F),
+                         _block_diag(a.Pinf, b.Pinf), torch.cat([a.H, b.H], -1))
+        self.a, self.b = a, b
+
+    def transition(self, dt: Tensor) -> Tensor:
+        return _block_diag(self.a.transition(dt), self.b.transition(dt))
+
+    def scaled(self, variance: Tensor) -> StateSpace:
+        return SumStateSpace(self.a.scaled(variance), self.b.scaled(variance))
+
+
+def _block_diag(a: Tensor, b: Tensor) -> Tensor:
+    """Block-diagonal [[a, 0], [0, b]] of the last two dims, batched over the leading dims."""
+    batch = torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    (m, n), (p, q) = a.shape[-2:], b.shape[-2:]
+    out = a.new_zeros(*batch, m + p, n + q)
+    out[..., :m, :n] = a
+    out[..., m:, n:] = b
+    return out
+
+
+class ConstantStateSpace(StateSpace):
+    """Constant (bias) kernel k(tau) = c: one state with F = 0, A = 1, P_inf = c, Q = 0."""
+
+    def transition(self, dt: Tensor) -> Tensor:
+        return torch.ones(*dt.shape, 1, 1, dtype=self.F.dtype, device=self.F.device)
+
+
+def constant_state_space(constant: Tensor) -> StateSpace:
+    """State space of the constant kernel c (L,)."""
+    zero = torch.zeros_like(constant)[:, None, None]
+    return ConstantStateSpace(zero, constant[:, None, None], torch.ones_like(constant)[:, None])
 
 
 def matern_state_space(nu: float, lengthscale: Tensor) -> StateSpace:
@@ -212,6 +251,14 @@ def state_space(kernel: gpytorch.kernels.Kernel, num_harmonics: int = NUM_HARMON
     if isinstance(kernel, K.PeriodicKernel):
         return periodic_state_space(_flat(kernel.period_length), _flat(kernel.lengthscale),
                                     num_harmonics)
+    if isinstance(kernel, K.ConstantKernel):
+        return constant_state_space(_flat(kernel.constant))
+    if isinstance(kernel, K.AdditiveKernel):
+        parts = [state_space(k, num_harmonics) for k in kernel.kernels]
+        out = parts[0]
+        for p in parts[1:]:
+            out = SumStateSpace(out, p)
+        return out
     if isinstance(kernel, K.ProductKernel):
         parts = [state_space(k, num_harmonics) for k in kernel.kernels]
         out = parts[0]

@@ -32,40 +32,55 @@ def reparameterised_samples(mean: Tensor, var: Tensor, num_samples: int) -> Tens
     return mean + var.clamp_min(0).sqrt() * eps
 
 
-def expected_log_lik(decoder: MLPDecoder, likelihood: Likelihood, x: Tensor, m: Tensor,
-                     mean: Tensor, var: Tensor, num_samples: int) -> Tensor:
-    """E_{z ~ N(mean, diag var)}[log p(x | decoder(z))] per entry, 0 where ``m`` is False.
+Offset = tuple[Tensor, Tensor] | None
 
-    x, m (..., C); mean, var (..., D) the decoder input's marginals. ``num_samples >= 1``:
-    Monte-Carlo with reparameterised samples; ``num_samples == 0``: exact, for a linear
-    decoder with a homoscedastic Gaussian likelihood only.
+
+def expected_log_lik(decoder: MLPDecoder, likelihood: Likelihood, x: Tensor, m: Tensor,
+                     mean: Tensor, var: Tensor, num_samples: int, offset: Offset = None
+                     ) -> Tensor:
+    """E_{z ~ N(mean, diag var), δ ~ N(offset)}[log p(x | decoder(z) + δ)] per entry, 0 where
+    ``m`` is False.
+
+    x, m (..., C); mean, var (..., D) the decoder input's marginals; ``offset``: mean and
+    variance (..., C) of an additive Gaussian offset of the location (None: no offset).
+    ``num_samples >= 1``: Monte-Carlo with reparameterised samples; ``num_samples == 0``:
+    exact, for a linear decoder with a homoscedastic Gaussian likelihood only.
     """
     x = torch.where(m, x, torch.zeros_like(x))
     if num_samples == 0:
         if not (decoder.is_linear and isinstance(likelihood, GaussianLikelihood)):
             raise ValueError("num_samples=0 (analytic) needs a linear decoder and a "
                              "homoscedastic Gaussian likelihood")
-        ll = likelihood.expected_log_prob(x, *decoder.linear_moments(mean, var))
+        loc_mean, loc_var = decoder.linear_moments(mean, var)
+        if offset is not None:
+            loc_mean, loc_var = loc_mean + offset[0], loc_var + offset[1]
+        ll = likelihood.expected_log_prob(x, loc_mean, loc_var)
     else:
         loc, raw = decoder(reparameterised_samples(mean, var, num_samples))
+        if offset is not None:
+            loc = loc + reparameterised_samples(*offset, num_samples)
         ll = likelihood.log_prob(x, loc, raw).mean(0)
     return torch.where(m, ll, torch.zeros_like(ll))
 
 
 def predictive_moments(decoder: MLPDecoder, likelihood: Likelihood, mean: Tensor, var: Tensor,
-                       num_samples: int) -> tuple[Tensor, Tensor]:
-    """Predictive mean and std of x for z ~ N(mean, diag var), observation noise included.
+                       num_samples: int, offset: Offset = None) -> tuple[Tensor, Tensor]:
+    """Predictive mean and std of x for z ~ N(mean, diag var) (plus an independent Gaussian
+    ``offset`` of the location), observation noise included.
 
     Law of total variance over latent samples: Var[x] = E[Var[x|z]] + Var[E[x|z]]; exact
     moment matching (no sampling) for a linear homoscedastic decoder.
     """
     if decoder.is_linear:
         loc_mean, loc_var = decoder.linear_moments(mean, var)
-        return loc_mean, (loc_var + likelihood.variance(loc_mean)).sqrt()
-    loc, raw = decoder(reparameterised_samples(mean, var, max(num_samples, 1)))
-    noise = likelihood.variance(loc, raw).mean(0)
-    spread = loc.var(0, unbiased=False)
-    return loc.mean(0), (noise + spread).sqrt()
+        noise = likelihood.variance(loc_mean)
+    else:
+        loc, raw = decoder(reparameterised_samples(mean, var, max(num_samples, 1)))
+        noise = likelihood.variance(loc, raw).mean(0)
+        loc_mean, loc_var = loc.mean(0), loc.var(0, unbiased=False)
+    if offset is not None:
+        loc_mean, loc_var = loc_mean + offset[0], loc_var + offset[1]
+    return loc_mean, (loc_var + noise).sqrt()
 
 
 def nearest_marginals(t: Tensor, mask: Tensor, mean: Tensor, var: Tensor, t_query: Tensor,
@@ -108,6 +123,7 @@ class SITSVAE(nn.Module):
         self.decoders = nn.ModuleDict(decoders)
         self.likelihoods = nn.ModuleDict(likelihoods)
         self.config: dict = {}
+        self.data = None  # the DataSummary the model was built with (build_model)
 
     # --- interface -------------------------------------------------------------------------
     def elbo(self, batch: Batch, num_samples: int = 1) -> ElboTerms:
@@ -120,10 +136,16 @@ class SITSVAE(nn.Module):
         batch's time frame (days - origin)."""
         raise NotImplementedError
 
-    def decoder_input(self, sensor: str, mean: Tensor, var: Tensor, t: Tensor
+    def decoder_input(self, sensor: str, mean: Tensor, var: Tensor, t: Tensor, batch: Batch
                       ) -> tuple[Tensor, Tensor]:
-        """Moments of the decoder input at dates t (B, N) from latent moments (B, N, L)."""
+        """Moments of the decoder input at dates t (B, N) (the batch's frame) from latent
+        moments (B, N, L)."""
         return mean, var
+
+    def observation_offset(self, sensor: str, t: Tensor, batch: Batch) -> Offset:
+        """Mean and variance (B, N, C) of an additive offset of ``sensor``'s observations at
+        dates t (B, N) (e.g. shared date effects), or None."""
+        return None
 
     def reconstruct(self, batch: Batch, sensor: str, t_query: Tensor, num_samples: int = 32
                     ) -> tuple[Tensor, Tensor]:
@@ -131,16 +153,17 @@ class SITSVAE(nn.Module):
         self.check_batch(batch)
         self.check_sensor(sensor)
         mean, var = self.latent(batch, t_query)
-        return self.predict_observations(sensor, mean, var, t_query, num_samples)
+        return self.predict_observations(sensor, mean, var, t_query, batch, num_samples)
 
     def predict_observations(self, sensor: str, mean: Tensor, var: Tensor, t_query: Tensor,
-                             num_samples: int = 32) -> tuple[Tensor, Tensor]:
+                             batch: Batch, num_samples: int = 32) -> tuple[Tensor, Tensor]:
         """Predictive mean and std (B, Q, C) of ``sensor`` from latent moments (B, Q, L) at
-        t_query (B, Q), e.g. those of :meth:`latent` (computed once, decoded per sensor)."""
+        t_query (B, Q) of the pixels of ``batch``, e.g. those of :meth:`latent` (computed
+        once, decoded per sensor)."""
         self.check_sensor(sensor)
-        dm, dv = self.decoder_input(sensor, mean, var, t_query)
+        dm, dv = self.decoder_input(sensor, mean, var, t_query, batch)
         return predictive_moments(self.decoders[sensor], self.likelihoods[sensor], dm, dv,
-                                  num_samples)
+                                  num_samples, self.observation_offset(sensor, t_query, batch))
 
     # --- shared pieces ---------------------------------------------------------------------
     def check_sensor(self, sensor: str) -> None:
@@ -169,10 +192,10 @@ class SITSVAE(nn.Module):
         total = 0.0
         for s in self.sensors:
             sb = batch.sensors[s]
-            mean, var = self.decoder_input(s, *marginals[s], sb.t)
+            mean, var = self.decoder_input(s, *marginals[s], sb.t, batch)
             m = sb.m & sb.obs.unsqueeze(-1)
             ll = expected_log_lik(self.decoders[s], self.likelihoods[s], sb.x, m, mean, var,
-                                  num_samples)
+                                  num_samples, self.observation_offset(s, sb.t, batch))
             total = total + ll.sum((-2, -1))
         return total
 

@@ -78,6 +78,19 @@ def dates_per_block(height: int, width: int, budget: int = MASK_BLOCK_BYTES) -> 
     return max(1, int(budget) // (8 * int(height) * int(width)))
 
 
+def check_some_valid(rows: list[dict], cube_path: Path, policy: str) -> None:
+    """InputError when the mask leaves no observation at all (every date of the cube)."""
+    if not rows or any(r["valid_fraction"] > 0 for r in rows):
+        return
+    cloud = np.mean([r["cloud_fraction"] for r in rows])
+    nodata = np.mean([r["nodata_fraction"] for r in rows])
+    raise InputError(
+        f"the mask leaves no usable observation on any of the {len(rows)} dates (cloud "
+        f"{cloud:.0%}, no-data {nodata:.0%}; policy: {policy})", file=cube_path,
+        field="mask", fix="check mask.clm_bits / mask.scl_classes / the input's mask rule "
+        "(kind, invalid codes, invalid_if), and that the AOI and dates hold clear scenes")
+
+
 @no_chunk_cache()
 def compute_mask(cube_path: Path, out_nc: Path, out_csv: Path, *, clm_bits: list[int] = [0],  # noqa: B006
                  dilation_px: int = 0,
@@ -143,6 +156,7 @@ def compute_mask(cube_path: Path, out_nc: Path, out_csv: Path, *, clm_bits: list
                              "valid_fraction": float(fractions[0, t]),
                              "cloud_fraction": float(fractions[1, t]),
                              "nodata_fraction": float(fractions[2, t])})
+            check_some_valid(rows, cube_path, policy)
             # Written before the mask file is renamed: a failure here leaves neither output.
             pd.DataFrame(rows, columns=["date", "tile", "sensor", "valid_fraction",
                                         "cloud_fraction", "nodata_fraction"]

@@ -46,6 +46,7 @@ from gpvae.io.pixels import merge_pixels, write_pixels
 from gpvae.io.sensors import SensorRegistry, builtin_sensors
 from gpvae.io.window import window_transform
 from gpvae.preprocess.split import split_parcels
+from gpvae.preprocess.split_check import check_coverage
 
 log = logging.getLogger(__name__)
 #: Memory budget of one block of dates read from a cube by the sample stage (bytes).
@@ -205,6 +206,16 @@ def draw_samples(inputs: dict[str, dict], candidates: dict[str, pd.DataFrame], *
     cand = pd.concat([candidates[t] for t in sorted(candidates)], ignore_index=True)
     class_names = sorted(cand["class"].unique()) if classes is None else [str(c) for c in
                                                                           classes]
+    parcel_files = ", ".join(str(spec["parcels"]) for spec in inputs.values()
+                             if spec.get("parcels")) or None
+    absent = sorted(set(class_names) - set(cand["class"]))
+    if classes is not None and absent:
+        class_field = (attrs or {}).get("class_field", "class")
+        raise InputError(f"sample.classes lists classes with no parcel interior pixel: "
+                         f"{absent[:10]} (classes there: {sorted(set(cand['class']))[:20]})",
+                         file=parcel_files, field="sample.classes",
+                         fix=f"correct the spelling (class field {class_field!r}), remove "
+                             "them, or lower erosion_px if their parcels are small")
     other = ~cand["class"].isin(class_names)
     if other.any():
         log.info("%d candidate pixels of classes outside %s not sampled", other.sum(),
@@ -219,6 +230,9 @@ def draw_samples(inputs: dict[str, dict], candidates: dict[str, pd.DataFrame], *
                              parcel_class["label"].to_numpy(), split_fractions, split_seq)
     picked = draw_pixels(cand, per_class=per_class, per_parcel_cap=per_parcel_cap)
     log.info("drew %d pixels: %s", len(picked), picked.groupby("class").size().to_dict())
+    check_coverage(class_names, picked["label"].to_numpy(),
+                   picked["parcel_id"].map(split_of).to_numpy(), split_fractions,
+                   file=parcel_files)
     times, registry = _cube_times(inputs)
     starts, ends = _spans(span, times, registry, years)
     return {"class_names": class_names,

@@ -17,8 +17,9 @@ from gpvae.data.span import Span, check_dates_per_span, label_year
 from gpvae.errors import InputError
 from gpvae.io.pixels import write_pixels
 from gpvae.io.sensors import sensor_registry
-from gpvae.io.tables import LAYOUTS, column, read_table, table_arrays
+from gpvae.io.tables import LAYOUTS, checked_roles, column, read_table, table_arrays
 from gpvae.preprocess.split import split_parcels
+from gpvae.preprocess.split_check import check_coverage
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,13 @@ def table_labels(rows: pd.DataFrame, columns: dict, classes: list[str] | None, *
                          f"in classes: {unknown[:10]}", file=file,
                          field=f"columns.label ({columns.get('label')})",
                          fix="add them to classes, or filter the table first")
+    found = set(raw[labelled])
+    absent = [c for c in class_names if c not in found]
+    if absent:
+        raise InputError(f"sample.classes lists classes with no sample in the table: "
+                         f"{absent[:10]} (labels there: {sorted(found)[:20]})", file=file,
+                         field="sample.classes",
+                         fix="correct the spelling, or remove them from sample.classes")
     index = {c: i for i, c in enumerate(class_names)}
     label = np.array([index[c] if ok else -1 for c, ok in zip(raw, labelled, strict=True)],
                      np.int16)
@@ -133,7 +141,7 @@ def table_to_pixels(src: Path, out: Path, *, layout: str, columns: dict,
                          fix="use wide or long")
     span = span if isinstance(span, Span) else Span.from_config(span)
     registry = sensor_registry(sensors)
-    df = read_table(src)
+    df = checked_roles(read_table(src), columns, file=src)
     rows, values, times, bands = table_arrays(df, layout=layout, columns=columns,
                                               encoding=encoding or {},
                                               time_origin=time_origin, time_step=time_step,
@@ -148,6 +156,8 @@ def table_to_pixels(src: Path, out: Path, *, layout: str, columns: dict,
                                    column(rows, columns, "year", file=src, required=False),
                                    span)
     check_dates_per_span(start, end, np.concatenate(list(times.values())), span, file=src)
+    check_coverage(class_names, label, split, split_fractions if split_col is None else None,
+                   file=src)
     if clip_to_year:
         for s in values:
             t = times[s].astype("datetime64[D]")
@@ -169,7 +179,11 @@ def table_to_pixels(src: Path, out: Path, *, layout: str, columns: dict,
         "year": year, "start": start, "end": end}
     empty = [s for s in values if not np.isfinite(values[s]).any()]
     if empty:
-        log.warning("%s: no valid value for sensors %s", src, empty)
+        raise InputError(f"no valid value for sensors {empty} in any row", file=src,
+                         field=f"columns.bands.{empty[0]}",
+                         fix="check the band columns, encoding.<sensor>.nodata and, with "
+                             "clip_to_year, that the dates fall in each sample's span "
+                             "(sample.span)")
     log.info("%s: %d samples (%d groups), sensors %s, classes %s, span %s", src, n,
              len(np.unique(groups)), list(values), class_names, span.describe())
     return write_pixels(out, values=values, times=times, bands=bands, samples=samples,

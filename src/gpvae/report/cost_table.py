@@ -22,13 +22,16 @@ caption { caption-side: top; font-weight: bold; padding: 6px; text-align: left; 
 
 
 def training_cost(training: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
-    """Epochs, total seconds and seconds per epoch of each model's training (metrics.csv)."""
+    """Epochs (passes over the training pixels), optimiser steps, total seconds and seconds per
+    epoch of each model's training (metrics.csv; training and validation time)."""
     rows = {}
     for model, df in training.items():
-        epochs = int(df["epoch"].max()) if len(df) else 0
+        epochs = float(df["epoch"].max()) if len(df) else 0.0
         seconds = float(df["seconds"].sum())
-        rows[model] = {"epochs": epochs, "train time (s)": seconds,
-                       "train s/epoch": seconds / max(epochs, 1)}
+        rows[model] = {"epochs": round(epochs, 2),
+                       "steps": int(df["step"].max()) if "step" in df and len(df) else None,
+                       "train time (s)": seconds,
+                       "train s/epoch": seconds / epochs if epochs > 0 else float("nan")}
     return pd.DataFrame.from_dict(rows, orient="index")
 
 

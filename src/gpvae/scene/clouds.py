@@ -24,6 +24,9 @@ THICK = 0.3
 SHADOW_FLAG = 0.3
 #: Sun azimuth (degrees from north) at the ~10:45 UTC overpass over France.
 SUN_AZIMUTH = 160.0
+#: Path radiance of thin haze as a reflectance (S2_BANDS order): strongest in the blue
+#: (Rayleigh/aerosol scattering), weakest in the SWIR.
+HAZE = np.array([0.16, 0.14, 0.12, 0.11, 0.10, 0.10, 0.09, 0.09, 0.05, 0.03])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,6 +124,24 @@ def apply_clouds(refl: np.ndarray, layer: CloudLayer, brightness: float) -> np.n
     shaded = refl * (1.0 - layer.shadow[None] * SHADOW_DEPTH[:, None, None])
     a = layer.alpha[None]
     return (1.0 - a) * shaded + a * (brightness * CLOUD)[:, None, None]
+
+
+def haze_opacity(num_dates: int, mean: float, rng: np.random.Generator) -> np.ndarray:
+    """Scene-wide thin-haze opacity per date, never flagged by the mask: clear (0) on 50 % of
+    the dates, otherwise exponential with the given ``mean`` (capped at 0.25)."""
+    hazy = rng.random(num_dates) < 0.5
+    return np.where(hazy, np.minimum(rng.exponential(mean, num_dates), 0.25), 0.0)
+
+
+def apply_haze(refl: np.ndarray, opacity: float, rng: np.random.Generator) -> np.ndarray:
+    """Reflectance (B, H, W) seen through haze of scene-mean ``opacity`` (+-20 % over a smooth
+    field): (1 - h) R + h * HAZE, the same on every pixel of the date up to that variation."""
+    if opacity <= 0.0:
+        return refl
+    size = refl.shape[-1]
+    field = 1.0 + 0.2 * gaussian_field((size, size), (size / 3.0,), (1.0,), rng)
+    h = np.clip(opacity * field, 0.0, 1.0)[None]
+    return (1.0 - h) * refl + h * HAZE[:, None, None]
 
 
 def swath_edge(size: int, rng: np.random.Generator) -> np.ndarray:

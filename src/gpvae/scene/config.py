@@ -54,6 +54,7 @@ DEFAULT_SCENE: dict = {
     "noise_s2": 0.007,
     "s1_enl": 4.5,
     "mask_miss_fraction": 0.3,
+    "haze_mean": 0.08,
 }
 
 _TILE_NAME = re.compile(r"^T?\d{2}[A-Z]{3}$")
@@ -95,7 +96,8 @@ class SceneConfig:
     direction (S1A only from 2022). cloud_cover_mean: mean cloud cover over the year (more in
     winter). noise_s2: additive reflectance noise std. s1_enl: equivalent number of looks (Gamma
     speckle shape). mask_miss_fraction: share of thin cloud pixels (the faintest edges) the CLM
-    mask does not flag.
+    mask does not flag. haze_mean: mean opacity of the scene-wide thin haze that the mask never
+    flags, present on 50 % of the dates, drawn per date and tile (0 = no haze).
     """
 
     seed: int
@@ -112,6 +114,7 @@ class SceneConfig:
     noise_s2: float
     s1_enl: float
     mask_miss_fraction: float
+    haze_mean: float
 
 
 def _bad(key: str, what: str, fix: str) -> InputError:
@@ -229,4 +232,5 @@ def scene_config(d: dict | None) -> SceneConfig:
         s1_enl=_number(merged["s1_enl"], "scene.s1_enl", lo=0.5, hi=1000),
         mask_miss_fraction=_number(merged["mask_miss_fraction"], "scene.mask_miss_fraction",
                                    lo=0.0, hi=1.0),
+        haze_mean=_number(merged["haze_mean"], "scene.haze_mean", lo=0.0, hi=0.25),
     )

@@ -112,12 +112,15 @@ def write_s2(cfg: SceneConfig, tile: str, land: Landscape, root: Path
     cover = clouds.cloud_cover(doy, land.weather.rain_at(t), cfg.cloud_cover_mean, crng)
     nrng = rng_for(cfg.seed, tile, "s2_noise")
     erng = rng_for(cfg.seed, tile, "swath")
+    hrng = rng_for(cfg.seed, tile, "haze")
+    haze = clouds.haze_opacity(len(acq), cfg.haze_mean, hrng)
     log.info("%s: writing %d Sentinel-2 products (mean cloud cover %.2f)", tile, len(acq),
              float(cover.mean()) if len(acq) else 0.0)
     for k in _progress(range(len(acq)), f"{tile} S2"):
         layer = clouds.cloud_layer(float(cover[k]), size, float(doy[k]), crng)
         clm = clouds.clm_byte(layer, cfg.mask_miss_fraction)
         observed = clouds.apply_clouds(refl[k], layer, float(crng.uniform(0.8, 1.1)))
+        observed = clouds.apply_haze(observed, float(haze[k]), hrng)
         edg = (clouds.swath_edge(size, erng) if erng.random() < cfg.s2_partial_swath_fraction
                else np.zeros((size, size), bool))
         bands = as_sensor_grid(observed)

@@ -1,0 +1,1 @@
+"""Evaluation protocols that train and evaluate together (above train/ and evaluate/)."""
