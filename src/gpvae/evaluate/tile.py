@@ -177,7 +177,7 @@ def predict_pixels(model: torch.nn.Module, meta: dict, series: dict[str, np.ndar
             with precision(device, mixed_precision):
                 out = _predict_batch(model, meta, sensors, origins,
                                      torch.arange(sl.start, sl.stop), ref_days, pipeline,
-                                     gapfill, num_samples, write=write, region=region)
+                                     gapfill, num_samples, write, region)
         except torch.OutOfMemoryError:
             if batch_size == 1:
                 raise

@@ -22,7 +22,8 @@ from tqdm.auto import tqdm
 
 from gpvae.errors import InputError
 from gpvae.io.cube import cube_writer
-from gpvae.io.geotiff import raster_grid
+from gpvae.io.failures import reading
+from gpvae.io.geotiff import raster_grid, read_band
 from gpvae.io.s1tiling import (
     S1Acquisition,
     S1TilingReader,
@@ -217,6 +218,6 @@ def extract_s1tiling(s1_dir: Path, tile: str, orbit_direction: str, out: Path, *
 def count_blocks(path: Path, window: Window, test: Callable[[np.ndarray], np.ndarray]) -> int:
     """Number of pixels of band 1 of a raster, within ``window``, where ``test`` holds; read
     block by block (bounded memory)."""
-    with rasterio.open(path) as src:
-        return sum(int(np.count_nonzero(test(src.read(1, window=shift(win, window)))))
+    with reading(path, what="GeoTIFF raster"), rasterio.open(path) as src:
+        return sum(int(np.count_nonzero(test(read_band(src, window=shift(win, window)))))
                    for win in spatial_blocks(int(window.height), int(window.width)))

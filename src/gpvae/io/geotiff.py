@@ -83,6 +83,13 @@ class OpenFiles:
         """Enter ``context`` (e.g. ``rasterio.open(path)``) until :meth:`close`."""
         return self._stack.enter_context(context)
 
+    def open_raster(self, path: object, *, field: str | None = None,
+                    what: str = "GeoTIFF raster") -> Any:
+        """``rasterio.open(path)`` until :meth:`close`; a file that cannot be opened is an
+        InputError naming it (gpvae.io.failures.reading)."""
+        with reading(path, what=what, field=field):
+            return self.enter(rasterio.open(path))
+
     @contextlib.contextmanager
     def opening(self) -> Iterator[None]:
         """Close everything opened so far if the block fails."""
@@ -100,3 +107,10 @@ class OpenFiles:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def read_band(src: Any, *, field: str | None = None, **kwargs: object) -> np.ndarray:
+    """Band 1 of an open raster (``src.read(1, **kwargs)``); a truncated or corrupt file is
+    an InputError naming it."""
+    with reading(src.name, what="GeoTIFF raster", field=field):
+        return src.read(1, **kwargs)

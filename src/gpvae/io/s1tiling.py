@@ -16,12 +16,11 @@ from pathlib import Path
 
 import affine
 import numpy as np
-import rasterio
 from rasterio.windows import Window
 
 from gpvae.errors import InputError
 from gpvae.io.atomic import atomic_path
-from gpvae.io.geotiff import OpenFiles, write_geotiff
+from gpvae.io.geotiff import OpenFiles, read_band, write_geotiff
 
 #: Image name; groups: platform, tile, pol, direction, orbit, date, time.
 S1TILING_NAME = re.compile(
@@ -179,13 +178,13 @@ class S1TilingReader(OpenFiles):
                 if not im.path.is_file():
                     raise InputError("raster file not found", file=im.path,
                                      fix="check the product is complete (re-download it)")
-                src = self.enter(rasterio.open(im.path))
+                src = self.open_raster(im.path, field=im.polarisation)
                 if grid_check is not None:
                     grid_check(im, (src.crs, src.transform, src.height, src.width))
                 self.files.append(im.path)
                 border = None
                 if im.border_mask.is_file():
-                    border = self.enter(rasterio.open(im.border_mask))
+                    border = self.open_raster(im.border_mask, field="BorderMask")
                     self.files.append(im.border_mask)
                 self.sources.append((im, src, border))
 
@@ -193,11 +192,11 @@ class S1TilingReader(OpenFiles):
         """(sigma0 (2, y, x), valid (y, x)) of ``window`` (default: the whole image)."""
         data, valid = [], None
         for im, src, border in self.sources:
-            values = src.read(1, window=window).astype(np.float32)
+            values = read_band(src, field=im.polarisation, window=window).astype(np.float32)
             check_linear(values, file=im.path, field=im.polarisation)
             ok = np.isfinite(values) & (values > 0)
             if border is not None:
-                ok &= border.read(1, window=window).astype(bool)
+                ok &= read_band(border, field="BorderMask", window=window).astype(bool)
             valid = ok if valid is None else valid & ok
             data.append(values)
         stack = np.stack(data)

@@ -233,8 +233,8 @@ class GridReader(OpenFiles):
                  expect_res: float | None = None, field: str | None = None) -> None:
         super().__init__()
         self.path, self.field = path, field
-        with self.opening(), reading(path, what="raster", field=field):
-            src = self.enter(rasterio.open(path))
+        with self.opening():
+            src = self.open_raster(path, field=field, what="raster")
             if expect_res is not None and not np.allclose(src.res, expect_res):
                 raise InputError(f"pixel size {src.res} m, documented {expect_res} m",
                                  file=path, field=field,

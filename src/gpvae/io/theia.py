@@ -24,7 +24,7 @@ from rasterio.windows import Window
 
 from gpvae.errors import InputError
 from gpvae.io.atomic import atomic_path
-from gpvae.io.geotiff import OpenFiles, raster_grid, write_geotiff
+from gpvae.io.geotiff import OpenFiles, raster_grid, read_band, write_geotiff
 from gpvae.io.sensors import S2_10M, S2_BANDS
 
 log = logging.getLogger(__name__)
@@ -231,12 +231,13 @@ class TheiaReader(OpenFiles):
                                  file=path, field=field, fix="re-download the product")
         super().__init__()
         with self.opening():
-            self.clm = self.enter(rasterio.open(clm_path))
+            self.clm = self.open_raster(clm_path, field="CLM_R1")
             if grid_check is not None:
                 grid_check(product, (self.clm.crs, self.clm.transform, self.clm.height,
                                      self.clm.width))
-            self.edg = self.enter(rasterio.open(edg_path))
-            self.sources = [self.enter(rasterio.open(p)) for p in self.files]
+            self.edg = self.open_raster(edg_path, field="EDG_R1")
+            self.sources = [self.open_raster(p, field=b)
+                            for p, b in zip(self.files, self.bands, strict=True)]
         self.files += [edg_path, clm_path]
 
     @property
@@ -250,19 +251,19 @@ class TheiaReader(OpenFiles):
         win = Window(0, 0, self.clm.width, self.clm.height) if window is None else window
         hh, ww = int(win.height), int(win.width)
         win_r2 = Window(win.col_off / 2, win.row_off / 2, win.width / 2, win.height / 2)
-        clm = self.clm.read(1, window=win).astype(np.uint8)
-        edg = self.edg.read(1, window=win).astype(bool)
+        clm = read_band(self.clm, window=win).astype(np.uint8)
+        edg = read_band(self.edg, window=win).astype(bool)
         refl = np.empty((len(self.bands), hh, ww), np.float32)
         nodata = np.zeros((hh, ww), bool)
         for i, (band, src) in enumerate(zip(self.bands, self.sources, strict=True)):
             if band in S2_10M:
-                dn = src.read(1, window=win)
+                dn = read_band(src, field=band, window=win)
                 val = dn.astype(np.float32)
             else:  # nearest for the nodata lookup, bilinear for values
-                dn = src.read(1, window=win_r2, out_shape=(hh, ww),
-                              resampling=Resampling.nearest)
-                val = src.read(1, window=win_r2, out_shape=(hh, ww),
-                               resampling=Resampling.bilinear).astype(np.float32)
+                dn = read_band(src, field=band, window=win_r2, out_shape=(hh, ww),
+                               resampling=Resampling.nearest)
+                val = read_band(src, field=band, window=win_r2, out_shape=(hh, ww),
+                                resampling=Resampling.bilinear).astype(np.float32)
             bad = dn == THEIA_NODATA
             refl[i] = np.where(bad, np.nan, val / THEIA_SCALE)
             nodata |= bad | ~np.isfinite(refl[i])
