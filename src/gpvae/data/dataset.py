@@ -385,12 +385,9 @@ def dataset_fingerprint(path: str | os.PathLike) -> str:
     """What identifies a pixel dataset's content: its ``content_sha256`` attribute (written
     with the data, gpvae.io.pixels), else the SHA-256 of the file's bytes. A copy (to
     scratch, another node) keeps it; a new sampling changes it."""
-    try:
-        with xr.open_dataset(path, engine="netcdf4") as ds:
-            recorded = ds.attrs.get("content_sha256")
-    except (OSError, ValueError) as err:
-        raise InputError(f"cannot open pixel dataset ({err})", file=path,
-                         fix="check the path; re-run the sampling stage") from err
+    with reading(path, what="netCDF pixel dataset", fix="check the path; re-run the sampling "
+                 "stage"), xr.open_dataset(path, engine="netcdf4") as ds:
+        recorded = ds.attrs.get("content_sha256")
     if recorded:
         return str(recorded)
     digest = hashlib.sha256()
