@@ -1,16 +1,19 @@
-"""Tile inference throughput per model: pixels per second and peak memory of predict_tile.
+"""Tile inference throughput per model: pixels per second, peak memory and bytes written.
 
-Each model runs :func:`gpvae.evaluate.tile.predict_tile` (embeddings at reference dates,
-gap-filled S2 with std, class map, netCDF + GeoTIFF writing) on the demo tile in a fresh
-subprocess, so the peak resident memory (and peak CUDA memory) is that run's own. The
-classifier is a random forest on random features of the right layout (its cost is realistic,
-its classes are not). The time for one full Sentinel-2 tile (10980 x 10980 px, one year of
-S2 + S1) is extrapolated linearly in pixels, at the demo's number of dates per year.
+Each model runs :func:`gpvae.evaluate.tile.predict_tile` (the block jobs and the mosaic:
+embeddings at reference dates, gap-filled S2 with std, class map, packed netCDF + COGs) on
+the demo tile in a fresh subprocess, so the peak resident memory (and peak CUDA memory) is
+that run's own. The classifier is a random forest on random features of the right layout
+(its cost is realistic, its classes are not). The time and the bytes for one full Sentinel-2
+tile (10980 x 10980 px, one year of S2 + S1) are extrapolated linearly in pixels, at the
+demo's number of dates per year; px/s per core divides by the threads torch used.
 
     PYTHONPATH=src python benchmarks/bench_tile_inference.py                 # CPU, all models
     PYTHONPATH=src python benchmarks/bench_tile_inference.py --device cuda
     PYTHONPATH=src python benchmarks/bench_tile_inference.py \\
         --checkpoints results/models/gpvae_sparse/best.pt --crop 64 --tile T31TCJ
+    PYTHONPATH=src python benchmarks/bench_tile_inference.py --crop 64 --dates 90 180 270 \\
+        --num-samples 8                                  # the demo's lighter maps
 """
 
 from __future__ import annotations
@@ -64,7 +67,8 @@ def _run_one(checkpoint: str, cubes: dict, masks: dict, args: dict, queue: mp.Qu
     """Subprocess body: predict the tile with one model and report its cost JSON."""
     import torch
 
-    from gpvae.evaluate.tile import cost_path, predict_tile
+    from gpvae.evaluate.tile import predict_tile
+    from gpvae.io.product import cost_path
     from gpvae.models.build import load_model
 
     ref_days = np.arange(0.0, 365.0, args["ref_step"])
@@ -77,7 +81,10 @@ def _run_one(checkpoint: str, cubes: dict, masks: dict, args: dict, queue: mp.Qu
             out = predict_tile(cubes, masks, Path(checkpoint), clf, Path(tmp) / "tile.nc",
                                ref_days=ref_days, year=args["year"],
                                chunk_px=args["chunk_px"], device=args["device"],
-                               batch_size=args["batch_size"])
+                               batch_size=args["batch_size"], dates=args["dates"],
+                               num_samples=args["num_samples"], products=args["products"],
+                               geotiffs=args["geotiffs"],
+                               mixed_precision=args["mixed_precision"])
             cost = json.loads(cost_path(out).read_text())
         cost["threads"] = torch.get_num_threads()
         queue.put(cost)
@@ -99,6 +106,12 @@ def main() -> None:
     parser.add_argument("--ref-step", type=float, default=10.0, help="days between ref dates")
     parser.add_argument("--year", type=int, default=None)
     parser.add_argument("--crop", type=int, default=0, help="use a top-left crop of N x N px")
+    parser.add_argument("--dates", type=float, nargs="*", default=None,
+                        help="days of the written dates (default: every reference date)")
+    parser.add_argument("--num-samples", type=int, default=32)
+    parser.add_argument("--products", nargs="*", default=None)
+    parser.add_argument("--geotiffs", nargs="*", default=None)
+    parser.add_argument("--mixed-precision", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
 
@@ -111,7 +124,10 @@ def main() -> None:
     cubes = {p.stem: p for p in sorted(tile_dir.glob("*.nc"))}
     masks = {s: mask_dir / f"{s}.nc" for s in cubes if (mask_dir / f"{s}.nc").is_file()}
     settings = {"device": args.device, "chunk_px": args.chunk_px, "year": args.year,
-                "batch_size": args.batch_size, "ref_step": args.ref_step}
+                "batch_size": args.batch_size, "ref_step": args.ref_step,
+                "dates": args.dates, "num_samples": args.num_samples,
+                "products": args.products, "geotiffs": args.geotiffs,
+                "mixed_precision": args.mixed_precision}
     ctx = mp.get_context("spawn")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -131,17 +147,20 @@ def main() -> None:
           f"chunk {rows[0].get('chunk_px', args.chunk_px)} px, batch "
           f"{rows[0].get('batch_size', args.batch_size)}, ref dates every "
           f"{args.ref_step:g} d; {platform.processor() or platform.machine()}\n")
-    print("| model | device | pixels | pixels/s | peak RSS MiB | peak GPU MiB "
-          "| 10980² tile (h) |")
-    print("|---|---|---|---|---|---|---|")
+    print("| model | device | pixels | pixels/s | px/s per core | peak RSS MiB | peak GPU MiB "
+          "| 10980² tile (h) | 100 tiles (h) | bytes/px | GB per tile |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         if "error" in r:
-            print(f"| {r['model']} | failed: {r['error'][:60]} | | | | | |")
+            print(f"| {r['model']} | failed: {r['error'][:60]} | | | | | | | | | |")
             continue
         hours = FULL_TILE_PX / r["pixels_per_second"] / 3600.0
         gpu = f"{r['peak_gpu_mib']:.0f}" if "peak_gpu_mib" in r else "-"
+        per_px = r.get("bytes", 0) / r["pixels"]
         print(f"| {r['model']} | {r['device']} | {r['pixels']} | {r['pixels_per_second']:.0f} "
-              f"| {r['peak_rss_mib']:.0f} | {gpu} | {hours:.1f} |")
+              f"| {r['pixels_per_second'] / r['threads']:.0f} | {r['peak_rss_mib']:.0f} "
+              f"| {gpu} | {hours:.1f} | {100 * hours:.0f} | {per_px:.1f} "
+              f"| {per_px * FULL_TILE_PX / 1e9:.1f} |")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 

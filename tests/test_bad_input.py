@@ -793,11 +793,24 @@ def startup(cfg: dict, sensors: tuple[str, ...] = ("S2",)) -> list[str]:
      "report.example_band", "B04"),
     ({"inputs.S2.bands": {"B04": "RED", "B08": "nir"}}, "variable 'RED' is not in the cube",
      "data/s2.nc", "inputs.S2.bands.B04", "variable of the cube"),
+    ({"predict.aoi": {"T99XYZ": [0, 0, 10, 10]}}, "names tiles ['T99XYZ'] that are not "
+     "configured", "config.yaml", "predict.aoi", "`tiles`"),
+    ({"predict.aoi": {TILE: [300100, 4800000, 300000, 4800100]}},
+     "is not [xmin, ymin, xmax, ymax]", "config.yaml", f"predict.aoi.{TILE}", "xmin < xmax"),
+    ({"extract.aoi": [300000, 4800000, 300640, 4800640],
+      "predict.aoi": [400000, 4800000, 400640, 4800640]}, "outside extract.aoi",
+     "config.yaml", "predict.aoi", "inside extract.aoi"),
+    ({"predict.products": ["embedding", "class_map"], "predict.geotiffs": ["rgb"]},
+     "need the products ['gapfilled']", "config.yaml", "predict.products", "predict.geotiffs"),
+    ({"predict.dates": [90, 400], "embed.ref_end_day": 365}, "predict.dates [400] are "
+     "outside the reference dates", "config.yaml", "predict.dates", "within the reference"),
 ], ids=["model-band-not-provided", "reserved-model-name", "unknown-predict-model",
         "val-fraction-zero", "region-of-unknown-tile", "generic-without-bands",
         "missing-input-path", "unknown-sample-class", "aoi-reversed",
         "confusion-protocol-not-run", "report-band-not-provided",
-        "generic-variable-not-in-cube"])
+        "generic-variable-not-in-cube", "map-aoi-of-unknown-tile", "map-aoi-reversed",
+        "map-aoi-outside-extract-aoi", "geotiff-without-its-product",
+        "map-date-outside-reference-dates"])
 def test_start_up_checks(real_inputs: Path, monkeypatch, changes, what, file, field,
                          fix) -> None:
     monkeypatch.chdir(real_inputs)

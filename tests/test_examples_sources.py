@@ -88,9 +88,10 @@ def test_update_example_equals_a_recomputation(tmp_path: Path) -> None:
             xr.open_dataset(results / "update" / model / f"{TILE}.nc") as b, \
             xr.open_dataset(results / "maps" / model / f"{TILE}.nc") as base:
         np.testing.assert_array_equal(a["valid"].values, b["valid"].values)
-        np.testing.assert_allclose(b["embedding"].values, a["embedding"].values, atol=2e-4)
+        # both packed (embedding step 1e-3, variance 2e-4): one step apart at most
+        np.testing.assert_allclose(b["embedding"].values, a["embedding"].values, atol=1.2e-3)
         np.testing.assert_allclose(b["embedding_var"].values, a["embedding_var"].values,
-                                   atol=2e-4)
+                                   atol=4e-4)
         assert (a["class_map"].values == b["class_map"].values).mean() > 0.99
         # the base products (to 30 September) differ in the last months
         late = a["ref_day"].values > 280

@@ -196,17 +196,18 @@ def write_tile(results: Path, tile: str, models: list[str]) -> None:
         cls = (np.arange(ny * nx).reshape(ny, nx) % len(CLASSES)).astype(np.int16)
         cls[0, 0] = -1
         ds = xr.Dataset(
-            {"embedding": (("ref_day", "latent", "y", "x"),
+            {"embedding": (("time", "latent", "y", "x"),
                            rng.normal(size=(days.size, 4, ny, nx)).astype(np.float32)),
-             "embedding_var": (("ref_day", "latent", "y", "x"),
+             "embedding_var": (("time", "latent", "y", "x"),
                                np.ones((days.size, 4, ny, nx), np.float32)),
-             "gapfilled": (("ref_day", "band", "y", "x"),
+             "gapfilled": (("time", "band", "y", "x"),
                            rng.uniform(0, 0.3, (days.size, len(BANDS), ny, nx))),
-             "gapfilled_std": (("ref_day", "band", "y", "x"),
+             "gapfilled_std": (("time", "band", "y", "x"),
                                rng.uniform(0, 0.05, (days.size, len(BANDS), ny, nx))),
              "class_map": (("y", "x"), cls, {"class_names": json.dumps(CLASSES)}),
              "valid": (("y", "x"), np.ones((ny, nx), np.uint8))},
-            coords={"ref_day": days, "band": BANDS, "y": y, "x": x})
+            coords={"time": np.datetime64("2022-01-01") + days.astype("timedelta64[D]"),
+                    "ref_day": ("time", days), "band": BANDS, "y": y, "x": x})
         (results / "maps" / model).mkdir(parents=True, exist_ok=True)
         ds.to_netcdf(results / "maps" / model / f"{tile}.nc")
         (results / "maps" / model / f"{tile}_cost.json").write_text(json.dumps(

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import affine
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import pytest
 import shapely
 
 from gpvae.errors import InputError
-from gpvae.io.cube import write_cube
-from gpvae.io.pixels import open_pixels
+from gpvae.io.cube import open_cube, write_cube
+from gpvae.io.pixels import merge_pixels, open_pixels
 from gpvae.preprocess.mask import compute_mask
-from gpvae.preprocess.sample import sample_pixels
+from gpvae.preprocess.sample import draw_samples, sample_pixels, sample_tile, tile_candidates
 from gpvae.preprocess.split import allocate, split_parcels
 
 CRS = "EPSG:32631"
@@ -249,3 +252,54 @@ def test_spans_all_and_season(tile_inputs, tmp_path):
     # the span's year: the year of its middle day (Aug 2021 - Jul 2022 -> 2022)
     assert set(season["year"].values[starts == np.datetime64("2021-08-01")]) == {2022}
     assert season.attrs["span"] and "season" in season.attrs["span"]
+
+
+def test_candidates_do_not_depend_on_the_row_bands(tile_inputs):
+    spec = tile_inputs["T31TCJ"]
+    kw = dict(class_field="crop", id_field="pid", erosion_px=1, per_parcel_cap=3, seed=7)
+    whole = tile_candidates("T31TCJ", spec["cubes"]["S2"], spec["parcels"], **kw)
+    banded = tile_candidates("T31TCJ", spec["cubes"]["S2"], spec["parcels"],
+                             rows_per_band=7, **kw)
+    pd.testing.assert_frame_equal(whole, banded)
+    assert whole.groupby("parcel_id").size().max() == 3
+    assert len(set(whole["key"])) == len(whole)  # the hash keys do not collide here
+
+
+def test_tiles_are_sampled_apart_and_merged(tile_inputs, tmp_path):
+    """Two tiles (the second with half the S2 dates): one shard each, merged on the union of
+    dates; per_class counts over both tiles; merging in chunks of 5 samples changes nothing."""
+    a = tile_inputs["T31TCJ"]
+    root = Path(a["cubes"]["S2"]).parent
+    with open_cube(a["cubes"]["S2"]) as ds:
+        half = ds.isel(time=slice(0, None, 2)).load()
+    s2b = write_cube(tmp_path / "S2b.nc", data=half["data"].values, valid=half["valid"].values,
+                     times=half["time"].values, bands=S2_BANDS, crs=CRS, transform=TRANSFORM,
+                     sensor="S2", tile="T31UDQ", radiometry="surface_reflectance")
+    inputs = {"T31TCJ": a, "T31UDQ": {"cubes": {"S2": s2b, "S1_ASC": a["cubes"]["S1_ASC"]},
+                                      "masks": {"S1_ASC": a["masks"]["S1_ASC"]},
+                                      "parcels": root / "parcels.gpkg", "truth": None}}
+    got = run(inputs, tmp_path / "two.nc")
+    np.testing.assert_array_equal(got["time_S2"].values, S2_TIMES)
+    assert set(got["tile"].values) == {"T31TCJ", "T31UDQ"}
+    pixels = {(t, r, c, lab) for t, r, c, lab in zip(got["tile"].values, got["row"].values,
+                                                     got["col"].values, got["label"].values,
+                                                     strict=True)}
+    assert np.bincount([lab for *_, lab in pixels]).tolist() == [20, 20, 20]
+    b = got["tile"].values == "T31UDQ"
+    assert not np.isfinite(got["values_S2"].values[b][:, 1::2]).any()  # dates it lacks
+    assert np.isfinite(got["values_S2"].values[b][:, 0::2]).any()
+    assert np.isnan(got["truth_S2"].values[b]).all() and np.isfinite(
+        got["truth_S2"].values[~b]).any()
+    shards = []
+    plan = draw_samples(inputs, {t: tile_candidates(t, s["cubes"]["S2"], s["parcels"],
+                                                    class_field="crop", id_field="pid",
+                                                    erosion_px=1, per_parcel_cap=3, seed=7)
+                                 for t, s in inputs.items()},
+                        per_class=20, per_parcel_cap=3, seed=7,
+                        split_fractions=KW["split_fractions"])
+    for t, spec in sorted(inputs.items()):
+        shards.append(sample_tile(t, spec, plan, tmp_path / f"{t}.nc"))
+    with open_pixels(merge_pixels(shards, tmp_path / "m5.nc", chunk=5)) as m5:
+        np.testing.assert_array_equal(m5["values_S2"].values, got["values_S2"].values)
+        np.testing.assert_array_equal(m5["row"].values, got["row"].values)
+        assert m5["values_S2"].encoding["chunksizes"][0] == 5

@@ -82,15 +82,59 @@ def _cmd_table(a: argparse.Namespace) -> None:
 
 
 def _cmd_sample(a: argparse.Namespace) -> None:
-    from gpvae.preprocess.sample import sample_pixels
+    from gpvae.preprocess.sample import read_plan, sample_pixels, sample_tile
 
     spec = a.spec
+    if a.tile:  # one tile's shard of the draw
+        if not a.plan:
+            raise InputError("sample --tile needs the draw (--plan)", field="--plan",
+                             fix="run `gpvae sample-draw` first and pass its JSON")
+        sample_tile(a.tile, spec["inputs"][a.tile], read_plan(Path(a.plan)), Path(a.out))
+        return
     s = spec["sample"]
     sample_pixels(spec["inputs"], Path(a.out), class_field=spec["class_field"],
                   id_field=spec["id_field"], per_class=s["per_class"],
                   per_parcel_cap=s["per_parcel_cap"], erosion_px=s["erosion_px"],
                   split_fractions=s["split"], seed=s["seed"], years=s.get("years"),
                   classes=s.get("classes"), span=s)
+
+
+def _cmd_sample_candidates(a: argparse.Namespace) -> None:
+    from gpvae.io.atomic import atomic_path
+    from gpvae.preprocess.sample import first_cube, tile_candidates
+
+    spec, s = a.spec, a.spec["sample"]
+    tile = spec["inputs"][a.tile]
+    frame = tile_candidates(a.tile, first_cube(tile), tile["parcels"],
+                            class_field=spec["class_field"], id_field=spec["id_field"],
+                            erosion_px=s["erosion_px"], per_parcel_cap=s["per_parcel_cap"],
+                            seed=s["seed"])
+    with atomic_path(Path(a.out)) as tmp:
+        frame.to_parquet(tmp, index=False)
+
+
+def _cmd_sample_draw(a: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from gpvae.preprocess.sample import draw_samples, sample_attrs, write_plan
+
+    spec, s = a.spec, a.spec["sample"]
+    frames = {}
+    for path in a.candidates:
+        frame = pd.read_parquet(path)
+        frames[str(frame["tile"].iloc[0]) if len(frame) else Path(path).stem] = frame
+    plan = draw_samples(spec["inputs"], frames, per_class=s["per_class"],
+                        per_parcel_cap=s["per_parcel_cap"], split_fractions=s["split"],
+                        seed=s["seed"], years=s.get("years"), classes=s.get("classes"),
+                        span=s, attrs=sample_attrs(spec["inputs"], spec["class_field"],
+                                                   spec["id_field"], s["erosion_px"]))
+    write_plan(plan, Path(a.out))
+
+
+def _cmd_merge_samples(a: argparse.Namespace) -> None:
+    from gpvae.io.pixels import merge_pixels
+
+    merge_pixels([Path(p) for p in a.shards], Path(a.out))
 
 
 def _cmd_train(a: argparse.Namespace) -> None:
@@ -186,14 +230,42 @@ def _tile_ref_days(a: argparse.Namespace):
     return _ref_days(a, span)
 
 
+def _map_options(a: argparse.Namespace) -> dict:
+    """Keywords of predict_block / predict_tile shared by their commands."""
+    return {"ref_days": _tile_ref_days(a), "year": a.year, "chunk_px": a.chunk_px,
+            "device": a.device, "batch_size": a.batch_size, "num_samples": a.num_samples,
+            "sensor": a.sensor, "aoi": a.aoi, "products": a.products, "dates": a.dates,
+            "mixed_precision": a.mixed_precision, "block_px": a.block_px,
+            "region": a.inputs.get("region")}
+
+
 def _cmd_predict_tile(a: argparse.Namespace) -> None:
     from gpvae.evaluate.tile import predict_tile
 
     cubes, masks = _tile_files(a)
     predict_tile(cubes, masks, Path(a.checkpoint), Path(a.classifier), Path(a.out),
-                 ref_days=_tile_ref_days(a), year=a.year, chunk_px=a.chunk_px,
-                 device=a.device, batch_size=a.batch_size, num_samples=a.num_samples,
-                 sensor=a.sensor, region=a.inputs.get("region"))
+                 geotiffs=a.geotiffs, **_map_options(a))
+
+
+def _cmd_predict_block(a: argparse.Namespace) -> None:
+    from gpvae.evaluate.tile import predict_block
+
+    cubes, masks = _tile_files(a)
+    predict_block(cubes, masks, Path(a.checkpoint), Path(a.classifier), Path(a.out),
+                  block=a.block, **_map_options(a))
+
+
+def _cmd_tile_blocks(a: argparse.Namespace) -> None:
+    from gpvae.evaluate.tile import list_blocks
+
+    list_blocks(Path(a.cube), Path(a.out), block_px=a.block_px, chunk_px=a.chunk_px,
+                aoi=a.aoi)
+
+
+def _cmd_gather_tile(a: argparse.Namespace) -> None:
+    from gpvae.evaluate.tile_gather import gather_tile
+
+    gather_tile([Path(p) for p in a.blocks], Path(a.out), geotiffs=a.geotiffs)
 
 
 def _cmd_tile_state(a: argparse.Namespace) -> None:
@@ -233,6 +305,41 @@ def _add_model_check(s: argparse.ArgumentParser) -> None:
                    help="name of the model the checkpoint must belong to (with --model-config)")
     s.add_argument("--model-config", type=_json, default=None,
                    help="its settings, JSON: a checkpoint trained otherwise is refused")
+
+
+def _add_map_options(s: argparse.ArgumentParser) -> None:
+    """Options of the tile map commands (predict-tile, predict-block)."""
+    s.add_argument("--sensor", default=None,
+                   help="gap-filled sensor (default: the model's first optical or index sensor)")
+    s.add_argument("--inputs", type=_json, required=True,
+                   help='JSON: {"cubes": {sensor: path}, "masks": {sensor: path}, "region": name}')
+    s.add_argument("--checkpoint", required=True)
+    s.add_argument("--classifier", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--year", type=int, default=None)
+    s.add_argument("--chunk-px", type=int_or_auto, default="auto",
+                   help="window side in pixels, or auto (256 on GPU, 64 on CPU)")
+    s.add_argument("--batch-size", type=int_or_auto, default="auto",
+                   help="pixels per model call, or auto (65536 on GPU, lowered on "
+                        "out-of-memory; 4096 on CPU)")
+    s.add_argument("--num-samples", type=int, default=32,
+                   help="latent samples decoded for the gap-filled mean and std")
+    s.add_argument("--block-px", type=int, default=None,
+                   help="block side in pixels (rounded up to a multiple of the window); "
+                        "default one block")
+    s.add_argument("--aoi", nargs=4, type=float, default=None,
+                   metavar=("XMIN", "YMIN", "XMAX", "YMAX"), help="map this window only")
+    s.add_argument("--products", nargs="*", default=None,
+                   help="variables to write (default all: embedding embedding_var gapfilled "
+                        "gapfilled_std class_map)")
+    s.add_argument("--dates", type=float, nargs="*", default=None,
+                   help="days since the span start of the dates to write (default: every "
+                        "reference date)")
+    s.add_argument("--mixed-precision", action="store_true",
+                   help="bf16 autocast for encoders and decoders")
+    s.add_argument("--device", default="auto")
+    _add_ref_days(s)
+    _add_model_check(s)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -292,11 +399,31 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.set_defaults(func=_cmd_table)
 
-    s = sub.add_parser("sample", help="sample labelled pixels into the pixel dataset")
-    s.add_argument("--spec", type=_json, required=True,
-                   help="JSON (or @file): inputs per tile, field names and sample settings")
+    spec_help = "JSON (or @file): inputs per tile, field names and sample settings"
+    s = sub.add_parser("sample", help="sample labelled pixels into the pixel dataset (with "
+                       "--tile: that tile's shard of a draw)")
+    s.add_argument("--spec", type=_json, required=True, help=spec_help)
+    s.add_argument("--tile", default=None, help="write this tile's shard only")
+    s.add_argument("--plan", default=None, help="the draw (sample-draw's JSON), with --tile")
     s.add_argument("--out", required=True)
     s.set_defaults(func=_cmd_sample)
+
+    s = sub.add_parser("sample-candidates", help="one tile's candidate pixels (parquet)")
+    s.add_argument("--spec", type=_json, required=True, help=spec_help)
+    s.add_argument("--tile", required=True)
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=_cmd_sample_candidates)
+
+    s = sub.add_parser("sample-draw", help="draw pixels and split parcels over all tiles")
+    s.add_argument("--spec", type=_json, required=True, help=spec_help)
+    s.add_argument("--candidates", nargs="+", required=True, help="candidate tables")
+    s.add_argument("--out", required=True, help="the draw (JSON)")
+    s.set_defaults(func=_cmd_sample_draw)
+
+    s = sub.add_parser("merge-samples", help="merge tile shards into the pixel dataset")
+    s.add_argument("--shards", nargs="+", required=True)
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=_cmd_merge_samples)
 
     s = sub.add_parser("train", help="train one model on the pixel dataset")
     s.add_argument("--pixels", required=True)
@@ -376,26 +503,33 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder of embeddings by models trained without each year")
     s.set_defaults(func=_cmd_classify)
 
-    s = sub.add_parser("predict-tile", help="tile maps: embeddings, gap-filled bands, classes")
-    s.add_argument("--sensor", default=None,
-                   help="gap-filled sensor (default: the model's first optical or index sensor)")
-    s.add_argument("--inputs", type=_json, required=True,
-                   help='JSON: {"cubes": {sensor: path}, "masks": {sensor: path}}')
-    s.add_argument("--checkpoint", required=True)
-    s.add_argument("--classifier", required=True)
-    s.add_argument("--out", required=True)
-    s.add_argument("--year", type=int, default=None)
-    s.add_argument("--chunk-px", type=int_or_auto, default="auto",
-                   help="window side in pixels, or auto (256 on GPU, 64 on CPU)")
-    s.add_argument("--batch-size", type=int_or_auto, default="auto",
-                   help="pixels per model call, or auto (65536 on GPU, lowered on "
-                        "out-of-memory; 4096 on CPU)")
-    s.add_argument("--num-samples", type=int, default=32,
-                   help="latent samples decoded for the gap-filled mean and std")
-    s.add_argument("--device", default="auto")
-    _add_ref_days(s)
-    _add_model_check(s)
+    s = sub.add_parser("predict-tile", help="tile maps in one process: every block, then the "
+                       "mosaic (embeddings, gap-filled bands, classes)")
+    _add_map_options(s)
+    s.add_argument("--geotiffs", nargs="*", default=None,
+                   help="GeoTIFFs to write (default: class_map embedding_rgb rgb)")
     s.set_defaults(func=_cmd_predict_tile)
+
+    s = sub.add_parser("predict-block", help="one block of a tile map (a packed netCDF)")
+    _add_map_options(s)
+    s.add_argument("--block", default=None, help="block id r<row>c<col> (default: whole map)")
+    s.set_defaults(func=_cmd_predict_block)
+
+    s = sub.add_parser("tile-blocks", help="the block ids of a tile map (JSON list)")
+    s.add_argument("--cube", required=True, help="a cube of the tile (its grid)")
+    s.add_argument("--out", required=True)
+    s.add_argument("--block-px", type=int, default=None)
+    s.add_argument("--chunk-px", type=int_or_auto, default="auto")
+    s.add_argument("--aoi", nargs=4, type=float, default=None,
+                   metavar=("XMIN", "YMIN", "XMAX", "YMAX"))
+    s.set_defaults(func=_cmd_tile_blocks)
+
+    s = sub.add_parser("gather-tile", help="mosaic the blocks of a tile map, its GeoTIFFs")
+    s.add_argument("--blocks", nargs="+", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--geotiffs", nargs="*", default=None,
+                   help="GeoTIFFs to write (default: class_map embedding_rgb rgb)")
+    s.set_defaults(func=_cmd_gather_tile)
 
     s = sub.add_parser("tile-state", help="a tile's filter state (markov GP-VAEs), for "
                        "updates with new acquisitions")

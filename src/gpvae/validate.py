@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -453,6 +453,57 @@ def check_update(cfg: dict, f: Findings, sensors: list[str]) -> None:
                           "product to update. Fix: enable predict")
 
 
+def _ordered(box: object) -> bool:
+    return box[0] < box[2] and box[1] < box[3]
+
+
+def _overlap(a: Sequence[float], b: Sequence[float]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def check_predict(cfg: dict, f: Findings, tiles: list[str]) -> None:
+    """The tile maps (predict section): AOI windows ordered, per-tile AOIs of configured tiles
+    and inside ``extract.aoi``; products that the GeoTIFFs need; written dates inside the
+    reference dates."""
+    from gpvae.io.product import check_products
+
+    p = cfg.get("predict") or {}
+    if not p.get("enabled", True) or cfg["inputs"].get("table") or not cfg.get("models"):
+        return
+    aoi = p.get("aoi")
+    boxes = aoi if isinstance(aoi, dict) else ({t: aoi for t in tiles} if aoi else {})
+    unknown = sorted(set(boxes) - set(tiles))
+    if unknown:
+        f.add(f"predict.aoi names tiles {unknown} that are not configured ({tiles})",
+              "predict.aoi", "key the per-tile AOIs by names in `tiles` (a tile not listed "
+              "is mapped whole)")
+    extract_aoi = (cfg.get("extract") or {}).get("aoi")
+    for tile, box in sorted(boxes.items()):
+        field = "predict.aoi" if not isinstance(aoi, dict) else f"predict.aoi.{tile}"
+        if not _ordered(box):
+            f.add(f"AOI {list(box)} is not [xmin, ymin, xmax, ymax]", field,
+                  "give xmin < xmax and ymin < ymax, in the tile CRS")
+        elif extract_aoi and _ordered(extract_aoi) and not _overlap(box, extract_aoi):
+            f.add(f"AOI {list(box)} of the map is outside extract.aoi {list(extract_aoi)}: "
+                  "the cubes hold nothing there", field,
+                  "give a window inside extract.aoi (same CRS), or null to map the cubes whole")
+    try:
+        check_products(p.get("products"), p.get("geotiffs"))
+    except InputError as err:
+        f.absorb(err)
+    dates = p.get("dates")
+    if dates:
+        emb = cfg.get("embed", {})
+        lo, hi = float(emb.get("ref_start_day", 0)), emb.get("ref_end_day")
+        bad = [d for d in dates if d < lo or (hi is not None and d > float(hi))]
+        if bad:
+            span = f"[{lo:g}, {float(hi):g}]" if hi is not None else f">= {lo:g}"
+            f.add(f"predict.dates {bad} are outside the reference dates (embed.ref_start_day "
+                  f"/ ref_end_day: {span})", "predict.dates",
+                  "give days since the span start within the reference dates (the nearest "
+                  "reference date is written), or null for all")
+
+
 def classifies(cfg: dict) -> bool:
     """Whether classification runs: it needs labels (a table without a label column has
     none) and models."""
@@ -712,6 +763,7 @@ def startup_checks(cfg: dict, *, sensors: list[str], tiles: list[str],
     check_generic_cubes(cfg, f, tiles)
     check_split(cfg, f)
     check_ranges(cfg, f)
+    check_predict(cfg, f, tiles)
     tb = check_table(cfg, f, registry)
     check_models(cfg, f, sensors, tb, registry)
     check_init_from(cfg, f)

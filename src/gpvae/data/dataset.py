@@ -1,15 +1,19 @@
 """Read the pixel dataset (contracts.md section 2) lazily and turn index blocks into `Batch`es.
 
-The netCDF file is opened lazily with xarray (no full load): each batch reads only its samples
-with ``.isel(sample=idx)``. A :class:`BlockSampler` yields index blocks whose order depends on
-``(seed, epoch)`` only, so a resumed run sees the same batches as an uninterrupted one.
+The netCDF file is opened lazily with xarray: a sensor of up to ``in_memory_mb`` is read once
+and served from memory; a larger one is read by whole file chunks (a few kept decoded), which
+:class:`gpvae.data.stream.ChunkSampler` visits in shuffled order. A :class:`BlockSampler`
+yields index blocks whose order depends on ``(seed, epoch)`` only, so a resumed run sees the
+same batches as an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import os
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -128,15 +132,20 @@ class PixelDataset(Dataset):
     ``dataset[[i, j, ...]]`` reads those samples from disk, normalises them with
     ``normalisation`` (required for items) and compacts each sensor's dates.
     ``in_memory_mb``: a sensor variable of at most this size is read whole on first use and
-    served from memory (random batches from a compressed file cost a chunk read each).
+    served from memory; larger ones are read by whole file chunks along ``sample``, the last
+    ``cache_chunks`` of each sensor kept decoded (gpvae.data.stream streams them in shuffled
+    order).
     """
 
     def __init__(self, path: str | os.PathLike, sensor_bands: dict[str, list[str]],
                  normalisation: Normalisation | None = None, *,
-                 in_memory_mb: float = 0.0) -> None:
+                 in_memory_mb: float = 0.0, cache_chunks: int = 9) -> None:
         self.path = Path(path)
         self.in_memory_mb = in_memory_mb
+        self.cache_chunks = int(cache_chunks)
         self._cache: dict[str, np.ndarray] = {}
+        self._chunks: dict[str, OrderedDict[int, np.ndarray]] = {}
+        self.chunk_reads = 0  # file chunks decoded so far (cache misses)
         self._on_disk: set[str] = set()  # sensors too large for in_memory_mb
         self.sensor_bands = {s: list(b) for s, b in sensor_bands.items()}
         self.normalisation = normalisation
@@ -207,6 +216,7 @@ class PixelDataset(Dataset):
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state["_ds"], state["_pid"], state["_cache"] = None, None, {}  # workers reload
+        state["_chunks"] = {}
         return state
 
     def close(self) -> None:
@@ -250,14 +260,51 @@ class PixelDataset(Dataset):
         if whole is not None:
             values = whole[idx]
         else:
-            order = np.argsort(idx, kind="stable")
-            raw = self._dataset()[var].isel(sample=idx[order]).values
-            values = np.empty_like(raw)
-            values[order] = raw
-            values = values[..., self.band_index[sensor]]
+            values = self._read_chunks(sensor, idx)
         check_values(values, self.registry[sensor], self.sensor_bands[sensor], file=self.path,
                      variable=var)
         return values
+
+    def sample_chunk(self, sensor: str) -> int:
+        """Samples per chunk of ``values_<sensor>`` in the file (1 if not chunked)."""
+        chunks = self._dataset()[f"values_{sensor}"].encoding.get("chunksizes")
+        return int(chunks[0]) if chunks else 1
+
+    def on_disk_chunk(self) -> int | None:
+        """The file chunk (samples) a streaming reader should follow when a sensor is too
+        large for ``in_memory_mb`` (the largest chunk of those sensors); None when every
+        sensor is served from memory."""
+        ds = self._dataset()
+        big = [s for s in self.sensor_bands
+               if ds[f"values_{s}"].size * ds[f"values_{s}"].dtype.itemsize / 2**20
+               > self.in_memory_mb]
+        return max((self.sample_chunk(s) for s in big), default=None)
+
+    def _read_chunks(self, sensor: str, idx: np.ndarray) -> np.ndarray:
+        """Samples ``idx`` of a sensor read by whole file chunks (each decoded once while it
+        stays among the sensor's last ``cache_chunks`` chunks read), selected bands only."""
+        var = self._dataset()[f"values_{sensor}"]
+        size = self.sample_chunk(sensor)
+        n = var.shape[0]
+        out = np.empty((idx.size, var.shape[1], self.band_index[sensor].size), np.float32)
+        cache = self._chunks.setdefault(sensor, OrderedDict())
+        ids = idx // size
+        for c in np.unique(ids):
+            key = int(c)
+            block = cache.get(key)
+            if block is None:
+                rows = slice(key * size, min(n, (key + 1) * size))
+                block = np.ascontiguousarray(
+                    var[rows].values[..., self.band_index[sensor]], dtype=np.float32)
+                cache[key] = block
+                self.chunk_reads += 1
+                while len(cache) > max(1, self.cache_chunks):
+                    cache.popitem(last=False)
+            else:
+                cache.move_to_end(key)
+            sel = ids == c
+            out[sel] = block[idx[sel] - int(c) * size]
+        return out
 
     def _in_memory(self, sensor: str) -> np.ndarray | None:
         """The sensor's selected bands for all samples, when within ``in_memory_mb``."""
@@ -345,6 +392,22 @@ class PixelDataset(Dataset):
                      np.round(stats[sensor].mean, 4), np.round(stats[sensor].std, 4))
         return Normalisation(stats, meta={"split": split, "pixels": str(self.path),
                                           "num_samples": int(idx.size)})
+
+
+def dataset_fingerprint(path: str | os.PathLike) -> str:
+    """What identifies a pixel dataset's content: its ``content_sha256`` attribute (written
+    with the data, gpvae.io.pixels), else the SHA-256 of the file's bytes. A copy (to
+    scratch, another node) keeps it; a new sampling changes it."""
+    with reading(path, what="netCDF pixel dataset", fix="check the path; re-run the sampling "
+                 "stage"), xr.open_dataset(path, engine="netcdf4") as ds:
+        recorded = ds.attrs.get("content_sha256")
+    if recorded:
+        return str(recorded)
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(2**22), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 class BlockSampler(Sampler):

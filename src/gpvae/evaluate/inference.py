@@ -7,9 +7,7 @@ names) are removed before compaction, so they never reach the model.
 
 from __future__ import annotations
 
-import inspect
 import logging
-import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -159,13 +157,35 @@ def observations_at(model: torch.nn.Module, batch: Batch, sensor: str, t_days: t
     return mean, std
 
 
+#: How each model family reads its latent at a reference date (the ``method`` attribute of
+#: embeddings and tile products); ``{...}`` fields come from the model's resolved config.
+LATENT_METHODS: dict[str, str] = {
+    "gpvae": "Gaussian-process posterior mean and variance of the latent trajectory at each "
+             "reference date, given every observation of the span ({prior_text}, {kernel} "
+             "kernel)",
+    "banded_gpvae": "banded-precision Gaussian-process posterior on a {grid_step_days:g}-day "
+                    "grid (Fortuin et al. 2020), conditioned to each reference date",
+    "iid_vae": "posterior of the observed date nearest each reference date (one latent per "
+               "observation, N(0, I) prior)",
+    "hivae": "moments of the posterior mixture at the observed date nearest each reference "
+             "date (per-date latent, Gaussian-mixture prior)",
+    "seq_vae": "one global latent per pixel and span (attention over all its dates), the same "
+               "at every reference date",
+}
+#: The ``prior_text`` of :data:`LATENT_METHODS` per GP approximation.
+PRIOR_TEXTS: dict[str, str] = {
+    "exact": "exact prior: Cholesky on the pixel's dates",
+    "sparse": "sparse prior: {num_inducing} inducing dates",
+    "markov": "Markov prior: Kalman filter and RTS smoother",
+}
+
+
 def latent_method(model: torch.nn.Module) -> str:
-    """How ``model.latent`` reads the latent at a date, from the model's own documentation
-    (the ``latent()`` paragraph of its class or module docstring, else the method's)."""
-    cls = type(model)
-    for doc in (inspect.getdoc(cls), inspect.getdoc(sys.modules.get(cls.__module__))):
-        found = re.search(r"``latent\(\)``:?\s*(.+?)(?:\n\s*\n|$)", doc or "", re.S)
-        if found:
-            return f"{cls.__name__}: " + " ".join(found.group(1).split())
-    first = (inspect.getdoc(cls.latent) or "posterior at reference dates").split("\n\n")[0]
-    return f"{cls.__name__}: " + " ".join(first.split())
+    """How ``model`` reads the latent at a date, from its type and resolved config
+    (:data:`LATENT_METHODS`), e.g. ``gpvae/markov: Gaussian-process posterior ...``."""
+    cfg = dict(getattr(model, "config", None) or {})
+    kind = str(cfg.get("type", type(model).__name__))
+    prior = str(cfg.get("prior", ""))
+    cfg["prior_text"] = PRIOR_TEXTS.get(prior, f"{prior} prior").format(**cfg)
+    text = LATENT_METHODS.get(kind, "latent posterior at the reference dates").format(**cfg)
+    return f"{kind}/{prior}: {text}" if kind == "gpvae" else f"{kind}: {text}"

@@ -7,9 +7,11 @@ Accepted inputs (recognised by name and header):
 - a model's training log ``results/models/{model}/metrics.csv`` (``epoch, split, elbo, ...,
   seconds``): ``cost`` rows ``train_seconds_per_epoch`` (mean over the train rows) and
   ``epochs``, protocol ``train``, split ``train``, seed 0, model = the folder name;
-- a tile cost file ``*_cost.json`` (written by :func:`gpvae.evaluate.tile.predict_tile`):
-  ``cost`` rows ``pixels_per_second``, ``peak_rss_mib`` (and ``peak_gpu_mib``), ``seconds``,
-  protocol ``tile_inference_<device type>``, split = the tile, seed 0.
+- a tile cost file ``*_cost.json`` (written by
+  :func:`gpvae.evaluate.tile_gather.gather_tile`): ``cost`` rows ``pixels_per_second``,
+  ``peak_rss_mib`` (and ``peak_gpu_mib``), ``seconds`` (summed over the map's blocks),
+  ``bytes`` (the product files), protocol ``tile_inference_<device type>``, split = the
+  tile, seed 0.
 
 ``summary_{task}.csv`` (mean, std, n_seeds over seeds) is written for every task present and
 always for ``classification``, ``gapfill`` and ``cost`` (header only when empty).
@@ -64,18 +66,18 @@ def tile_cost_rows(path: Path) -> list[dict]:
         cost = json.loads(Path(path).read_text())
     except (OSError, ValueError) as err:
         raise InputError(f"cannot read tile cost file ({err})", file=path,
-                         fix="re-run the predict_tile stage") from err
+                         fix="re-run the gather_tile stage") from err
     missing = [k for k in ("pixels_per_second", "peak_rss_mib", "device") if k not in cost]
     if missing:
         raise InputError(f"tile cost file lacks {missing}", file=path, field=missing[0],
-                         fix="re-run the predict_tile stage")
+                         fix="re-run the gather_tile stage")
     device = str(cost["device"]).split(":")[0]
     keys = {"model": str(cost.get("model") or Path(path).parent.name), "task": "cost",
             "protocol": f"tile_inference_{device}",
             "split": str(cost.get("tile") or Path(path).stem.removesuffix("_cost")),
             "seed": 0}
     values = {k: float(cost[k]) for k in ("pixels_per_second", "peak_rss_mib",
-                                          "peak_gpu_mib", "seconds") if k in cost}
+                                          "peak_gpu_mib", "seconds", "bytes") if k in cost}
     return metric_rows(values, **keys)
 
 

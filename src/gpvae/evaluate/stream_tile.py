@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import xarray as xr
+from rasterio.windows import Window
 
 from gpvae.data.batch import Batch, SensorBatch
 from gpvae.data.series import compact_series
@@ -29,20 +30,20 @@ from gpvae.evaluate.downstream import load_classifier
 from gpvae.evaluate.inference import latent_method, model_device
 from gpvae.evaluate.tile import (
     auto_sizes,
+    block_skeleton,
+    block_specs,
     check_layout,
-    cost_path,
     gapfill_target,
-    mid_index,
     peak_memory_mib,
-    product_skeleton,
-    product_specs,
+    product_packings,
     tile_outputs,
 )
-from gpvae.evaluate.tile_geotiff import ScatterMoments, write_quicklooks
+from gpvae.evaluate.tile_gather import gather_tile
 from gpvae.evaluate.tile_inputs import TileInputs
 from gpvae.io.atomic import atomic_path
 from gpvae.io.cube import spatial_ref
 from gpvae.io.ncstream import VarSpec, stream_netcdf
+from gpvae.io.product import PRODUCTS, cost_path
 from gpvae.models.build import load_model
 from gpvae.models.priors.markov import MarkovGPPrior
 from gpvae.models.priors.streaming import StreamState, empty_state, products, stream_update
@@ -216,6 +217,7 @@ def update_tile(state_path: Path, cubes: dict[str, Path], masks: dict[str, Path]
     """Update a tile's state with the acquisitions of ``cubes`` (only the new ones: dates of
     a pixel before its last observed date are left out, counted in the log) and write the
     updated tile product ``out_nc`` (section 7, with ``<stem>_cost.json``) and state."""
+    out_nc = Path(out_nc)
     model, meta = load_model(checkpoint, device)
     prior = check_streamable(model, file=checkpoint)
     dev = model_device(model)
@@ -223,7 +225,6 @@ def update_tile(state_path: Path, cubes: dict[str, Path], masks: dict[str, Path]
     bundle = load_classifier(classifier)
     gapfill = gapfill_target(meta, sensor, file=checkpoint)
     bands = None if gapfill is None else meta["sensor_bands"][gapfill.name]
-    rgb = None if gapfill is None else gapfill.composite(bands)
     if not cubes:
         raise InputError("no cube of new acquisitions", field="update", fix="give new cubes")
     unknown = sorted(set(cubes) - set(meta["sensor_bands"]))
@@ -258,22 +259,28 @@ def update_tile(state_path: Path, cubes: dict[str, Path], masks: dict[str, Path]
             code = _region_code(meta, old.attrs["region"])
             days = {s: src.days for s, src in tiles.sources.items()}
             skeleton = state_skeleton(tiles, ref_days, model.latent_dim, dim, attrs)
+            class_names = list(bundle["class_names"])
             pattrs = {"model": str(meta.get("model_name")), "method": latent_method(model),
                       "sensor": "" if gapfill is None else gapfill.name,
                       "sensor_definition": "" if gapfill is None
                       else json.dumps(gapfill.to_dict()),
+                      "source": f"gpvae update of {Path(state_path).name} with "
+                                f"{meta.get('model_name')} ({Path(checkpoint).name})",
                       "checkpoint": str(checkpoint), "classifier": str(classifier),
-                      "class_names": json.dumps(list(bundle["class_names"])),
+                      "class_names": json.dumps(class_names),
                       "updated_from": str(state_path)}
-            pskeleton = product_skeleton(tiles, ref_days, model.latent_dim, bands, pattrs)
-            pspecs = product_specs(model.latent_dim, ref_days.size,
-                                   None if bands is None else len(bands), chunk,
-                                   list(bundle["class_names"]), gapfill)
-            mid = mid_index(ref_days)
-            scatter = ScatterMoments.zeros(model.latent_dim)
+            packings = product_packings(gapfill, bands)
+            pspecs = block_specs(list(PRODUCTS), model.latent_dim, bands, chunk, class_names,
+                                 gapfill, packings)
+            pattrs["products"] = " ".join(p for p in PRODUCTS if p in pspecs)
+            whole = Window(0, 0, tiles.width, tiles.height)
+            pskeleton = block_skeleton(tiles, whole, whole, ref_days, np.arange(ref_days.size),
+                                       model.latent_dim, bands, pattrs)
+            # the updated product is one block of the whole map, gathered like the maps
+            block_nc = out_nc.with_name(f"{out_nc.stem}_blocks") / "r0c0.nc"
             late = 0
             with stream_netcdf(out_state, skeleton, state_specs(model.latent_dim, dim, chunk)
-                               ) as sv, stream_netcdf(out_nc, pskeleton, pspecs) as pv:
+                               ) as sv, stream_netcdf(block_nc, pskeleton, pspecs) as pv:
                 for rows, cols in _windows(tiles.height, tiles.width, chunk_px):
                     series = tiles.window(rows, cols)
                     state_all = read_state(old, rows, cols, dev)
@@ -298,15 +305,12 @@ def update_tile(state_path: Path, cubes: dict[str, Path], masks: dict[str, Path]
                                                    num_samples))
                     _put(sv, {k: np.concatenate([a[k] for a in sparts], -1)
                               for k in STATE_VARS}, rows, cols)
-                    out = {k: np.concatenate([a[k] for a in pparts], 0) for k in pparts[0]}
+                    out = {k: np.concatenate([a[k] for a in pparts], 0) for k in pspecs}
+                    out = {k: packings[k].pack(a)[0] if k in packings else a
+                           for k, a in out.items()}
                     _put(pv, {k: np.moveaxis(a, 0, -1) for k, a in out.items()}, rows, cols)
-                    scatter.update(out["embedding"][:, mid])
                 seconds = time.perf_counter() - start
                 sv["t_last"].setncattr("description", "last observed date, days since span_start")
-                write_quicklooks(pv, out_nc, crs=tiles.crs, transform=tiles.transform,
-                                 mid=mid, pca=scatter.principal_axes(3),
-                                 rgb_index=None if rgb is None else [bands.index(b)
-                                                                     for b in rgb])
             new_dates = sum(int(np.isfinite(d).sum()) for d in days.values())
     if late:
         log.warning("%d observations dated before their pixel's last observed date were left "
@@ -318,6 +322,12 @@ def update_tile(state_path: Path, cubes: dict[str, Path], masks: dict[str, Path]
             "device": str(dev), "chunk_px": chunk_px, "late_observations": late}
     log.info("tile %s updated with %s: %d px in %.1f s", tiles.tile,
              {s: int(np.size(d)) for s, d in days.items()}, pixels, seconds)
-    with atomic_path(cost_path(out_nc)) as tmp:
-        tmp.write_text(json.dumps(cost, indent=2))
-    return Path(out_nc)
+    try:
+        with atomic_path(cost_path(block_nc)) as tmp:
+            tmp.write_text(json.dumps(cost, indent=2))
+        return gather_tile([block_nc], out_nc)  # the netCDF, its GeoTIFFs, the cost JSON
+    finally:
+        for f in (block_nc, cost_path(block_nc)):
+            f.unlink(missing_ok=True)
+        if block_nc.parent.is_dir() and not any(block_nc.parent.iterdir()):
+            block_nc.parent.rmdir()

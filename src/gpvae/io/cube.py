@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import affine
@@ -13,12 +13,14 @@ import numpy as np
 import rasterio
 import rasterio.crs
 import xarray as xr
+from rasterio.windows import Window
 
 import gpvae
 from gpvae.errors import InputError
 from gpvae.io.cube_checks import CubeChecks
 from gpvae.io.ncstream import VarSpec, stream_netcdf
 from gpvae.io.sensors import Sensor, builtin_sensors, make_sensor
+from gpvae.io.window import spatial_blocks
 
 #: Per-date coordinates and their dtype / default value.
 PER_DATE: dict[str, tuple[type, object]] = {
@@ -82,10 +84,12 @@ def cube_skeleton(*, times: np.ndarray, bands: list[str], crs: str, transform: a
 
 
 class CubeWriter:
-    """Fill a cube file date by date: ``writer.write(t, data, valid, quality)``.
+    """Fill a cube file date by date (``writer.write(t, data, valid, quality)``) or block by
+    block (``writer.write_block(t, window, ...)``; see :meth:`write_blocks`).
 
-    With ``check`` (a :class:`~gpvae.io.cube_checks.CubeChecks`) the written dates are
-    checked: optical values must look like reflectance, and some pixel must be valid.
+    With ``check`` (a :class:`~gpvae.io.cube_checks.CubeChecks`) the written dates (or
+    blocks of them) are checked: optical values must look like reflectance, and some pixel
+    must be valid.
     """
 
     def __init__(self, variables: dict, check: CubeChecks | None = None) -> None:
@@ -95,14 +99,36 @@ class CubeWriter:
     def write(self, t: int, data: np.ndarray, valid: np.ndarray,
               quality: np.ndarray | None = None) -> None:
         """Write date index ``t``: data (band, y, x), valid (y, x), quality (y, x)."""
+        h, w = self.variables["valid"].shape[1:]
+        self.write_block(t, Window(0, 0, w, h), data, valid, quality)
+
+    def write_block(self, t: int, window: Window, data: np.ndarray, valid: np.ndarray,
+                    quality: np.ndarray | None = None) -> None:
+        """Write one spatial ``window`` of date ``t``: data (band, h, w), valid / quality
+        (h, w)."""
         if self.check is not None:
             self.check.date(t, data, valid)
-        self.variables["data"][t] = np.asarray(data, dtype=np.float32)
-        self.variables["valid"][t] = np.asarray(valid).astype(np.uint8)
+        rows = slice(int(window.row_off), int(window.row_off + window.height))
+        cols = slice(int(window.col_off), int(window.col_off + window.width))
+        self.variables["data"][t, :, rows, cols] = np.asarray(data, dtype=np.float32)
+        self.variables["valid"][t, rows, cols] = np.asarray(valid).astype(np.uint8)
         if "quality" in self.variables:
             if quality is None:
                 raise ValueError("this cube has a quality variable: pass quality")
-            self.variables["quality"][t] = np.asarray(quality).astype(np.uint8)
+            self.variables["quality"][t, rows, cols] = np.asarray(quality).astype(np.uint8)
+
+    def write_blocks(self, t: int, read: Callable[[Window], tuple], *,
+                     block_px: int | None = None) -> int:
+        """Fill date ``t`` block by block (:func:`gpvae.io.window.spatial_blocks`):
+        ``read(window)`` -> (data, valid[, quality]) of that window. Memory is one block,
+        whatever the tile's size. Returns the number of valid pixels written."""
+        h, w = self.variables["valid"].shape[1:]
+        n_valid = 0
+        for window in spatial_blocks(h, w, block_px):
+            data, valid, *quality = read(window)
+            self.write_block(t, window, data, valid, quality[0] if quality else None)
+            n_valid += int(np.count_nonzero(valid))
+        return n_valid
 
 
 @contextlib.contextmanager

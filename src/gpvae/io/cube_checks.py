@@ -42,7 +42,8 @@ class CubeChecks:
         return self.sources[0] if len(self.sources) == 1 else self.out
 
     def date(self, t: int, data: np.ndarray, valid: np.ndarray) -> None:
-        """Check date ``t`` (data (band, y, x), valid (y, x)) before it is written."""
+        """Check date ``t`` (data (band, y, x), valid (y, x)), or one spatial block of it,
+        before it is written."""
         valid = np.asarray(valid, bool)
         n = int(valid.sum())
         self.n_valid += n

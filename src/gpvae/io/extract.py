@@ -1,6 +1,7 @@
 """Extract stage: product folders -> canonical cube (docs/contracts.md section 1).
 
-One cube per tile and sensor, written date by date (a full tile never sits in memory).
+One cube per tile and sensor, written date by date and, within a date, block by block
+(gpvae.io.window.spatial_blocks): memory is one block, whatever the tile's size.
 Rule for duplicate dates (two products or acquisitions of one sensor on the same UTC day):
 keep the one with more valid pixels in the AOI (ties: the earlier one) and log the other.
 """
@@ -16,31 +17,41 @@ from typing import TypeVar
 
 import numpy as np
 import rasterio
+from rasterio.windows import Window
 from tqdm.auto import tqdm
 
 from gpvae.errors import InputError
 from gpvae.io.cube import cube_writer
-from gpvae.io.geotiff import raster_grid, read_geotiff
+from gpvae.io.failures import reading
+from gpvae.io.geotiff import raster_grid, read_band
 from gpvae.io.s1tiling import (
     S1Acquisition,
+    S1TilingReader,
     find_s1tiling_images,
     group_s1tiling_images,
-    read_s1tiling_acquisition,
 )
 from gpvae.io.sensors import S2_BANDS, builtin
-from gpvae.io.theia import TheiaProduct, find_theia_products, read_theia_product, theia_grid
-from gpvae.io.window import aoi_window, in_date_range, window_transform
+from gpvae.io.theia import TheiaProduct, TheiaReader, find_theia_products, theia_grid
+from gpvae.io.window import aoi_window, in_date_range, shift, spatial_blocks, window_transform
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 AOI = tuple[float, float, float, float]
 
 
-def _one_gdal_env(func: Callable[..., Path]) -> Callable[..., Path]:
-    """Run ``func`` in one GDAL environment (rasterio's defaults), not one per file open."""
+#: GDAL's raster block cache during extraction, MiB. GDAL's default (5 % of the RAM) fills
+#: with every block read from a large tile (1 GB extra on an 8192 px tile); this holds a band
+#: of 512 rows of every file of a full striped Sentinel-2 tile (~75 MB), which the row-major
+#: blocks reuse. benchmarks/bench_memory.py measures the effect.
+GDAL_CACHE_MB = 128
+
+
+def one_gdal_env(func: Callable[..., Path]) -> Callable[..., Path]:
+    """Run ``func`` in one GDAL environment (rasterio's defaults, a bounded block cache), not
+    one per file open."""
     @functools.wraps(func)
     def wrapper(*args: object, **kwargs: object) -> Path:
-        with rasterio.Env.from_defaults():
+        with rasterio.Env.from_defaults(GDAL_CACHEMAX=GDAL_CACHE_MB * 2**20):
             return func(*args, **kwargs)
     return wrapper
 
@@ -103,7 +114,7 @@ def _relative_orbit(product: TheiaProduct) -> int:
     return int(m.group(1)) if m else 0
 
 
-@_one_gdal_env
+@one_gdal_env
 def extract_s2_theia(product_dir: Path, tile: str, out: Path, *, bands: list[str] | None = None,
                      aoi: AOI | None = None, start: str | None = None, end: str | None = None,
                      product: str = "FRE") -> Path:
@@ -134,7 +145,7 @@ def extract_s2_theia(product_dir: Path, tile: str, out: Path, *, bands: list[str
 
     def n_valid(p: TheiaProduct) -> int:
         check(p, theia_grid(p))
-        return int((read_geotiff(p.mask_file("EDG", 1), window=window) == 0).sum())
+        return count_blocks(p.mask_file("EDG", 1), window, lambda edg: edg == 0)
 
     products = one_per_day(products, lambda p: p.acquired, n_valid, lambda p: p.name)
     log.info("extracting %d Theia products of %s (%dx%d px, %d bands) -> %s",
@@ -149,14 +160,13 @@ def extract_s2_theia(product_dir: Path, tile: str, out: Path, *, bands: list[str
                      attrs={"reader": f"theia_{product}", "source_files":
                             [str(p.path) for p in products]}) as writer:
         for t, p in enumerate(tqdm(products, desc=f"S2 {tile}", unit="product")):
-            scene = read_theia_product(p, bands=bands, window=window, file_product=product,
-                                       grid_check=check)
-            writer.write(t, scene.reflectance, scene.valid, scene.clm)
-            log.debug("%s: %.1f%% valid", p.name, 100 * scene.valid.mean())
+            with TheiaReader(p, bands=bands, file_product=product, grid_check=check) as rd:
+                n = writer.write_blocks(t, lambda win, rd=rd: rd.read(shift(win, window)))
+            log.debug("%s: %.1f%% valid", p.name, 100 * n / (window.height * window.width))
     return Path(out)
 
 
-@_one_gdal_env
+@one_gdal_env
 def extract_s1tiling(s1_dir: Path, tile: str, orbit_direction: str, out: Path, *,
                      aoi: AOI | None = None, start: str | None = None,
                      end: str | None = None) -> Path:
@@ -182,7 +192,9 @@ def extract_s1tiling(s1_dir: Path, tile: str, orbit_direction: str, out: Path, *
     window = aoi_window(aoi, transform, h, w, file=acqs[0].vv.path)
 
     def n_valid(a: S1Acquisition) -> int:
-        return int(read_s1tiling_acquisition(a, window=window, grid_check=check)[1].sum())
+        with S1TilingReader(a, grid_check=check) as rd:
+            return sum(int(np.count_nonzero(rd.read(shift(win, window))[1]))
+                       for win in spatial_blocks(int(window.height), int(window.width)))
 
     acqs = one_per_day(acqs, lambda a: a.acquired, n_valid, lambda a: a.vv.path.name)
     sensor = f"S1_{direction}"
@@ -198,6 +210,14 @@ def extract_s1tiling(s1_dir: Path, tile: str, orbit_direction: str, out: Path, *
                      attrs={"reader": "s1tiling", "source_files":
                             [str(im.path) for a in acqs for im in (a.vv, a.vh)]}) as writer:
         for t, acq in enumerate(tqdm(acqs, desc=f"{sensor} {tile}", unit="date")):
-            data, valid, _ = read_s1tiling_acquisition(acq, window=window, grid_check=check)
-            writer.write(t, data, valid)
+            with S1TilingReader(acq, grid_check=check) as rd:
+                writer.write_blocks(t, lambda win, rd=rd: rd.read(shift(win, window)))
     return Path(out)
+
+
+def count_blocks(path: Path, window: Window, test: Callable[[np.ndarray], np.ndarray]) -> int:
+    """Number of pixels of band 1 of a raster, within ``window``, where ``test`` holds; read
+    block by block (bounded memory)."""
+    with reading(path, what="GeoTIFF raster"), rasterio.open(path) as src:
+        return sum(int(np.count_nonzero(test(read_band(src, window=shift(win, window)))))
+                   for win in spatial_blocks(int(window.height), int(window.width)))

@@ -20,6 +20,7 @@ import affine
 import numpy as np
 import pyproj
 import xarray as xr
+from rasterio.windows import Window
 from tqdm import tqdm
 
 from gpvae.errors import InputError
@@ -220,8 +221,6 @@ def extract_cube_dataset(ds: xr.Dataset, tile: str, out: Path, *, sensor: Sensor
     transform, flip_y, flip_x = north_up_grid(ds[ydim].values, ds[xdim].values, file=file)
     ny, nx = ds.sizes[ydim], ds.sizes[xdim]
     win = aoi_window(aoi, transform, ny, nx, file=file)
-    rows = slice(int(win.row_off), int(win.row_off + win.height))
-    cols = slice(int(win.col_off), int(win.col_off + win.width))
     uniq, groups = time_groups(times.astype("datetime64[ns]"))
     if len(uniq) < len(times):
         log.warning("%s: %d duplicated timestamps merged (first observation with data wins)",
@@ -232,12 +231,17 @@ def extract_cube_dataset(ds: xr.Dataset, tile: str, out: Path, *, sensor: Sensor
         raise InputError(f"no date of the cube in [{start}, {end}]", file=file,
                          field="start/end", fix="widen the date range")
 
-    def plane(var: str, i: int) -> np.ndarray:
-        da = ds[var].isel({tdim: int(i)}).transpose(ydim, xdim)
+    def plane(var: str, i: int, block: Window) -> np.ndarray:
+        """Raw values (y, x) of date ``i`` in ``block`` of the north-up AOI grid: only that
+        window of the file is read (flipped file axes map to mirrored file windows)."""
+        r0, c0 = int(win.row_off + block.row_off), int(win.col_off + block.col_off)
+        r1, c1 = r0 + int(block.height), c0 + int(block.width)
+        rs = slice(ny - r1, ny - r0) if flip_y else slice(r0, r1)
+        cs = slice(nx - c1, nx - c0) if flip_x else slice(c0, c1)
+        da = ds[var].isel({tdim: int(i), ydim: rs, xdim: cs}).transpose(ydim, xdim)
         a = np.asarray(da.values)
         a = a[::-1] if flip_y else a
-        a = a[:, ::-1] if flip_x else a
-        return a[rows, cols]
+        return a[:, ::-1] if flip_x else a
 
     attrs = {"reader": reader, "source_files": [str(source)] if source else []}
     kind = None
@@ -250,12 +254,13 @@ def extract_cube_dataset(ds: xr.Dataset, tile: str, out: Path, *, sensor: Sensor
             log.info("%s: quality codes do not fit a byte, rule %s evaluated on read",
                      file, mask.rules[0].kind)
 
-    def observation(i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        data = np.stack([decode(b, plane(bands[b], i)) for b in names]).astype(np.float32)
+    def observation(i: int, block: Window) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        data = np.stack([decode(b, plane(bands[b], i, block)) for b in names]
+                        ).astype(np.float32)
         valid = np.isfinite(data).all(axis=0)
         data[:, ~valid] = np.nan
         quality = None if mask is None else mask.stored(
-            {v: plane(v, i) for v in mask.variables}, kind)
+            {v: plane(v, i, block) for v in mask.variables}, kind)
         return data, valid, quality
 
     direction = orbit_direction(sensor)
@@ -267,7 +272,8 @@ def extract_cube_dataset(ds: xr.Dataset, tile: str, out: Path, *, sensor: Sensor
                      attrs=attrs) as writer:
         for t, idx in enumerate(tqdm(groups, desc=f"{reader} {tile} {sensor.name}",
                                      disable=None)):
-            writer.write(t, *merge_first_valid([observation(i) for i in idx]))
+            writer.write_blocks(t, lambda block, idx=idx: merge_first_valid(
+                [observation(i, block) for i in idx]))
     log.info("wrote %s: %d dates, bands %s", out, len(uniq), names)
     return Path(out)
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any, Self
 
 import affine
 import numpy as np
@@ -67,3 +69,48 @@ def raster_grid(path: Path) -> tuple[rasterio.crs.CRS, affine.Affine, int, int]:
     """Grid of a raster file: (crs, transform, height, width)."""
     with reading(path, what="GeoTIFF raster"), rasterio.open(path) as src:
         return src.crs, src.transform, src.height, src.width
+
+
+class OpenFiles:
+    """Base of the readers that open several rasters once and read them window by window:
+    what :meth:`enter` opened is closed together by :meth:`close` (or on leaving ``with``);
+    ``__init__`` opens inside ``with self.opening():``, so a failure closes what was open."""
+
+    def __init__(self) -> None:
+        self._stack = contextlib.ExitStack()
+
+    def enter(self, context: contextlib.AbstractContextManager) -> Any:
+        """Enter ``context`` (e.g. ``rasterio.open(path)``) until :meth:`close`."""
+        return self._stack.enter_context(context)
+
+    def open_raster(self, path: object, *, field: str | None = None,
+                    what: str = "GeoTIFF raster") -> Any:
+        """``rasterio.open(path)`` until :meth:`close`; a file that cannot be opened is an
+        InputError naming it (gpvae.io.failures.reading)."""
+        with reading(path, what=what, field=field):
+            return self.enter(rasterio.open(path))
+
+    @contextlib.contextmanager
+    def opening(self) -> Iterator[None]:
+        """Close everything opened so far if the block fails."""
+        try:
+            yield
+        except BaseException:
+            self._stack.close()
+            raise
+
+    def close(self) -> None:
+        self._stack.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_band(src: Any, *, field: str | None = None, **kwargs: object) -> np.ndarray:
+    """Band 1 of an open raster (``src.read(1, **kwargs)``); a truncated or corrupt file is
+    an InputError naming it."""
+    with reading(src.name, what="GeoTIFF raster", field=field):
+        return src.read(1, **kwargs)

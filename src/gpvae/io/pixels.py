@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
+import netCDF4
 import numpy as np
 import xarray as xr
 
@@ -12,6 +16,7 @@ import gpvae
 from gpvae.errors import InputError
 from gpvae.io.atomic import atomic_path
 from gpvae.io.failures import reading
+from gpvae.io.ncstream import VarSpec, stream_netcdf
 from gpvae.io.sensors import SensorRegistry, builtin_sensors, registry_from_json
 
 #: Per-sample coordinates and their dtypes.
@@ -47,6 +52,50 @@ def sample_spans(ds: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
 def sensor_definitions(ds: xr.Dataset, *, file: object = None) -> SensorRegistry:
     """The registry of a pixel dataset: the built-ins plus the definitions it records."""
     return registry_from_json(ds.attrs.get("sensor_definitions"), source=file)
+
+
+class ContentDigest:
+    """SHA-256 of a pixel dataset's content (per-sample coordinates, axes, class names, then
+    each data variable's values in sample order), whatever its chunking: the attribute
+    ``content_sha256`` that names a training run's data (gpvae.data.dataset.
+    dataset_fingerprint)."""
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+
+    def begin(self, name: str) -> None:
+        """Start the part ``name`` (a variable)."""
+        self._hash.update(b"\x00" + name.encode() + b"\x00")
+
+    def update(self, values: np.ndarray) -> None:
+        """Add values of the current part (numbers; calls may split it anywhere along its
+        first axis)."""
+        a = np.asarray(values)
+        if a.dtype.kind == "M":
+            a = a.astype("datetime64[ns]").view(np.int64)
+        self._hash.update(np.ascontiguousarray(a).tobytes())
+
+    def add(self, name: str, values: np.ndarray) -> None:
+        """One whole part: its name, dtype and values (strings in a stable form)."""
+        a = np.asarray(values)
+        self.begin(f"{name}:{a.dtype.kind}")
+        if a.dtype.kind in "OUS":
+            self._hash.update("\x1f".join(map(str, a.ravel().tolist())).encode())
+        else:
+            self.update(a)
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+
+def _digest_header(ds: xr.Dataset) -> ContentDigest:
+    """A digest started with a dataset's coordinates and class names (sorted by name)."""
+    digest = ContentDigest()
+    for name in sorted(map(str, ds.variables)):
+        if name.startswith(("values_", "truth_")):
+            continue
+        digest.add(name, ds[name].values)
+    return digest
 
 
 def write_pixels(path: Path, *, values: dict[str, np.ndarray], times: dict[str, np.ndarray],
@@ -98,10 +147,14 @@ def write_pixels(path: Path, *, values: dict[str, np.ndarray], times: dict[str, 
                                      {"long_name": "noise-free cloud-free reflectance (demo)"})
             encoding["truth_S2"] = enc
     ds = xr.Dataset(data_vars, coords=coords)
+    digest = _digest_header(ds)
+    for name in sorted(v for v in map(str, ds.data_vars) if v.startswith(("values_",
+                                                                          "truth_"))):
+        digest.add(name, ds[name].values)
     ds.attrs = {"sensors": " ".join(sensors), "epoch": str(gpvae.EPOCH),
                 "gpvae_version": gpvae.__version__,
                 "sensor_definitions": json.dumps(registry.declarations(sensors)),
-                **(attrs or {})}
+                **(attrs or {}), "content_sha256": digest.hexdigest()}
     with atomic_path(path) as tmp:
         ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=encoding)
     return Path(path)
@@ -132,3 +185,109 @@ def open_pixels(path: Path) -> xr.Dataset:
     if not set(np.unique(ds["split"].values).tolist()) <= set(SPLITS):
         raise InputError(f"split values other than {SPLITS}", file=path, field="split", fix=fix)
     return ds
+
+
+def _shard_layout(paths: Sequence[Path], opened: list[xr.Dataset]
+                  ) -> tuple[list[str], dict[str, list[str]], list[str]]:
+    """Sensors, bands and class names the shards share (else an InputError)."""
+    fix = "rerun the sample jobs of every tile with one configuration"
+    first = opened[0]
+    sensors = str(first.attrs.get("sensors", "")).split()
+    bands = {s: [str(b) for b in first[f"band_{s}"].values] for s in sensors}
+    classes = [str(c) for c in first["class_name"].values]
+    for path, ds in zip(paths, opened, strict=True):
+        if str(ds.attrs.get("sensors", "")).split() != sensors:
+            raise InputError(f"shard sensors {ds.attrs.get('sensors')!r} differ from "
+                             f"{' '.join(sensors)!r}", file=path, field="sensors", fix=fix)
+        for s in sensors:
+            if [str(b) for b in ds[f"band_{s}"].values] != bands[s]:
+                raise InputError(f"{s} bands of the tiles differ", file=path,
+                                 field=f"band_{s}", fix="extract every tile with the same bands")
+        if [str(c) for c in ds["class_name"].values] != classes:
+            raise InputError("shard class names differ", file=path, field="class_name", fix=fix)
+    return sensors, bands, classes
+
+
+class _ChunkAppender:
+    """Append rows (samples) to a netCDF variable in whole chunks of ``chunk`` rows."""
+
+    def __init__(self, var: netCDF4.Variable, chunk: int) -> None:
+        self.var, self.chunk, self.at = var, chunk, 0
+        self.buffer: list[np.ndarray] = []
+
+    def append(self, rows: np.ndarray) -> None:
+        self.buffer.append(rows)
+        if sum(len(b) for b in self.buffer) >= self.chunk:
+            self.flush(whole=True)
+
+    def flush(self, whole: bool = False) -> None:
+        if not self.buffer:
+            return
+        rows = np.concatenate(self.buffer)
+        n = (len(rows) // self.chunk) * self.chunk if whole else len(rows)
+        if n:
+            self.var[self.at:self.at + n] = rows[:n]
+            self.at += n
+        self.buffer = [rows[n:]] if n < len(rows) else []
+
+
+def merge_pixels(shards: Sequence[Path], out: Path, *, chunk: int = 1024) -> Path:
+    """One pixel dataset from shards (one per tile, gpvae.preprocess.sample.sample_tile) with
+    the same sensors, bands, classes and settings, in the given order: each sensor's dates
+    are the union of the shards' (NaN where a shard has no such date); values are streamed
+    in whole chunks of ``chunk`` samples (memory: a few chunks, whatever the total)."""
+    shards = [Path(p) for p in shards]
+    if not shards:
+        raise InputError("no shard to merge", field="shards", fix="run the sample jobs first")
+    with contextlib.ExitStack() as stack:
+        opened = [stack.enter_context(xr.open_dataset(p, engine="netcdf4")) for p in shards]
+        sensors, bands, classes = _shard_layout(shards, opened)
+        sizes = [ds.sizes["sample"] for ds in opened]
+        n = int(sum(sizes))
+        if n == 0:
+            raise InputError("no sampled pixel has a valid date in its span", file=shards[0],
+                             field="sample.years", fix="check the years and the masks (too "
+                             "cloudy?)")
+        times = {s: np.unique(np.concatenate([ds[f"time_{s}"].values for ds in opened]))
+                 for s in sensors}
+        coords: dict[str, object] = {}
+        cell_keys = sorted({str(k) for ds in opened for k in ds.variables
+                            if str(k).startswith(CELL_PREFIX)})
+        for k in (*SAMPLE_COORDS, *SPAN_COORDS, *cell_keys):
+            if all(k in ds.variables for ds in opened):
+                coords[k] = ("sample", np.concatenate([ds[k].values for ds in opened]),
+                             opened[0][k].attrs)
+        for s in sensors:
+            coords[f"time_{s}"] = times[s]
+            coords[f"band_{s}"] = np.asarray(bands[s], str)
+        skeleton = xr.Dataset({"class_name": ("class", np.asarray(classes, str))},
+                              coords=coords, attrs=dict(opened[0].attrs))
+        digest = _digest_header(skeleton)
+        truth = "S2" in sensors and any("truth_S2" in ds for ds in opened)
+        names = [(f"values_{s}", s) for s in sensors] + ([("truth_S2", "S2")] if truth else [])
+        specs = {v: VarSpec(("sample", f"time_{s}", f"band_{s}"), "float32",
+                            (max(1, min(n, chunk)), len(times[s]), len(bands[s])),
+                            opened[0][v].attrs if v in opened[0] else {}, complevel=4,
+                            shuffle=True) for v, s in names}
+        raw = [stack.enter_context(netCDF4.Dataset(p)) for p in shards]
+        for nc in raw:
+            nc.set_auto_maskandscale(False)
+        with stream_netcdf(out, skeleton, specs) as variables:
+            for v, s in sorted(names):
+                variables[v].set_var_chunk_cache(size=1)  # whole chunks are written
+                app = _ChunkAppender(variables[v], max(1, min(n, chunk)))
+                digest.begin(f"{v}:f")  # as ContentDigest.add of a float array
+                for ds, nc, size in zip(opened, raw, sizes, strict=True):
+                    pos = np.searchsorted(times[s], ds[f"time_{s}"].values)
+                    for a in range(0, size, chunk):
+                        b = min(size, a + chunk)
+                        rows = np.full((b - a, len(times[s]), len(bands[s])), np.nan,
+                                       np.float32)
+                        if v in nc.variables:
+                            rows[:, pos] = nc.variables[v][a:b]
+                        app.append(rows)
+                        digest.update(rows)
+                app.flush()
+            next(iter(variables.values())).group().setncattr("content_sha256",
+                                                             digest.hexdigest())
+    return Path(out)

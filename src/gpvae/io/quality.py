@@ -77,7 +77,7 @@ class MaskRule:
         (and bit rules use bits 0-7), else ``boolean`` (the rule is evaluated on read)."""
         if self.kind in ("boolean", "scl", "theia_clm"):
             return self.kind  # byte codes by definition
-        lo, hi = float(values.min()), float(values.max())
+        lo, hi = value_range(values)
         if lo >= 0 and hi <= 255 and not (self.kind == "bits" and max(self.invalid) > 7):
             return self.kind
         return "boolean"
@@ -148,6 +148,30 @@ class MaskRules:
         if len(self.rules) > 1:
             out["quality_rules"] = json.dumps([dataclasses.asdict(r) for r in self.rules])
         return out
+
+
+def value_range(values: xr.DataArray, max_bytes: int = 32 * 2**20) -> tuple[float, float]:
+    """(min, max) of a lazily opened variable, NaN ignored, read in slabs of about
+    ``max_bytes`` along its first two dimensions (never the whole variable at once)."""
+    if values.ndim == 0 or values.size == 0:
+        v = np.asarray(values.values, dtype=np.float64)
+        return (float(np.nanmin(v)), float(np.nanmax(v))) if v.size else (np.nan, np.nan)
+    lo, hi = np.inf, -np.inf
+    row = values.dtype.itemsize * int(np.prod(values.shape[1:]))
+    lead = values.dims[0]
+    step0 = max(1, max_bytes // max(row, 1))
+    second = values.dims[1] if values.ndim > 1 and step0 == 1 else None
+    step1 = (max(1, max_bytes * values.shape[1] // row) if second else None)
+    for i in range(0, values.shape[0], step0):
+        sel = {lead: slice(i, i + step0)}
+        parts = ([values.isel(sel)] if second is None else
+                 [values.isel({**sel, second: slice(j, j + step1)})
+                  for j in range(0, values.shape[1], step1)])
+        for part in parts:
+            v = np.asarray(part.values, dtype=np.float64)
+            if np.isfinite(v).any():
+                lo, hi = min(lo, float(np.nanmin(v))), max(hi, float(np.nanmax(v)))
+    return (lo, hi) if lo <= hi else (np.nan, np.nan)
 
 
 def quality_rule(ds: xr.Dataset) -> list[int]:

@@ -9,7 +9,6 @@ Float32 linear calibrated backscatter (0 = no data), with optional ``<stem>_Bord
 from __future__ import annotations
 
 import dataclasses
-import functools
 import re
 from collections.abc import Callable
 from datetime import datetime
@@ -21,7 +20,7 @@ from rasterio.windows import Window
 
 from gpvae.errors import InputError
 from gpvae.io.atomic import atomic_path
-from gpvae.io.geotiff import read_geotiff, write_geotiff
+from gpvae.io.geotiff import OpenFiles, read_band, write_geotiff
 
 #: Image name; groups: platform, tile, pol, direction, orbit, date, time.
 S1TILING_NAME = re.compile(
@@ -161,26 +160,55 @@ def check_linear(values: np.ndarray, *, file: Path, field: str,
                          "only applied inside the model)")
 
 
+class S1TilingReader(OpenFiles):
+    """The VV / VH images (and border masks) of one acquisition opened once, read window by
+    window: ``read(window)`` -> (VV, VH) linear sigma0 (2, y, x) with NaN where invalid, and
+    valid (y, x) = BorderMask of both images (when present) AND finite value > 0 for both
+    pols. ``grid_check(image, grid)`` is called with each image's grid when it is opened.
+    Use as a context manager."""
+
+    def __init__(self, acq: S1Acquisition, *,
+                 grid_check: Callable[[S1Image, tuple], None] | None = None) -> None:
+        self.images = (acq.vv, acq.vh)
+        self.files: list[Path] = []
+        self.sources: list[tuple] = []
+        super().__init__()
+        with self.opening():
+            for im in self.images:
+                if not im.path.is_file():
+                    raise InputError("raster file not found", file=im.path,
+                                     fix="check the product is complete (re-download it)")
+                src = self.open_raster(im.path, field=im.polarisation)
+                if grid_check is not None:
+                    grid_check(im, (src.crs, src.transform, src.height, src.width))
+                self.files.append(im.path)
+                border = None
+                if im.border_mask.is_file():
+                    border = self.open_raster(im.border_mask, field="BorderMask")
+                    self.files.append(im.border_mask)
+                self.sources.append((im, src, border))
+
+    def read(self, window: Window | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(sigma0 (2, y, x), valid (y, x)) of ``window`` (default: the whole image)."""
+        data, valid = [], None
+        for im, src, border in self.sources:
+            values = read_band(src, field=im.polarisation, window=window).astype(np.float32)
+            check_linear(values, file=im.path, field=im.polarisation)
+            ok = np.isfinite(values) & (values > 0)
+            if border is not None:
+                ok &= read_band(border, field="BorderMask", window=window).astype(bool)
+            valid = ok if valid is None else valid & ok
+            data.append(values)
+        stack = np.stack(data)
+        stack[:, ~valid] = np.nan
+        return stack, valid
+
+
 def read_s1tiling_acquisition(acq: S1Acquisition, *, window: Window | None = None,
                               grid_check: Callable[[S1Image, tuple], None] | None = None
                               ) -> tuple[np.ndarray, np.ndarray, list[Path]]:
-    """Read (VV, VH) linear sigma0 (2, y, x) with NaN where invalid, valid (y, x), files.
-
-    valid = BorderMask of both images (when present) AND finite value > 0 for both pols.
-    ``grid_check(image, grid)`` is called with each image's grid before it is read.
-    """
-    data, valid, files = [], None, []
-    for im in (acq.vv, acq.vh):
-        check = None if grid_check is None else functools.partial(grid_check, im)
-        values = read_geotiff(im.path, window=window, grid_check=check).astype(np.float32)
-        check_linear(values, file=im.path, field=im.polarisation)
-        ok = np.isfinite(values) & (values > 0)
-        files.append(im.path)
-        if im.border_mask.is_file():
-            ok &= read_geotiff(im.border_mask, window=window).astype(bool)
-            files.append(im.border_mask)
-        valid = ok if valid is None else valid & ok
-        data.append(values)
-    stack = np.stack(data)
-    stack[:, ~valid] = np.nan
-    return stack, valid, files
+    """Read (VV, VH) linear sigma0 (2, y, x) with NaN where invalid, valid (y, x), files, in
+    one go (see :class:`S1TilingReader`, what the extract stage uses block by block)."""
+    with S1TilingReader(acq, grid_check=grid_check) as reader:
+        data, valid = reader.read(window)
+        return data, valid, list(reader.files)

@@ -26,15 +26,17 @@ import numpy as np
 import rasterio
 from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
+from rasterio.windows import Window
 from tqdm.auto import tqdm
 
 from gpvae.errors import InputError
 from gpvae.io.atomic import atomic_path
 from gpvae.io.cube import cube_writer
-from gpvae.io.extract import AOI, one_per_day
+from gpvae.io.extract import AOI, one_gdal_env, one_per_day
 from gpvae.io.failures import reading
+from gpvae.io.geotiff import OpenFiles
 from gpvae.io.sensors import S2_10M, S2_BANDS, builtin
-from gpvae.io.window import aoi_window, in_date_range, window_transform
+from gpvae.io.window import aoi_window, in_date_range, spatial_blocks, window_transform
 
 log = logging.getLogger(__name__)
 
@@ -220,50 +222,76 @@ def find_sen2cor_products(src: Path, tile: str) -> list[Sen2CorProduct]:
     return sorted(found, key=lambda p: p.acquired)
 
 
-def read_on_grid(path: str, *, crs, transform: affine.Affine, height: int, width: int,
-                 resampling: Resampling = Resampling.nearest, nodata: float | None = 0,
-                 expect_res: float | None = None, field: str | None = None) -> np.ndarray:
-    """Band 1 of a raster warped onto a target grid (nodata pixels skipped by the kernel).
+class GridReader(OpenFiles):
+    """Band 1 of a raster opened once and warped onto a target grid (nearest and, for
+    ``bilinear=True``, bilinear; nodata pixels skipped by the kernel), read window by window
+    of the target grid. ``expect_res``: the documented pixel size; another one is an
+    InputError. A raster already on the target grid is read directly. Context manager."""
 
-    ``expect_res``: the documented pixel size; another one is an InputError.
-    """
-    with reading(path, what="raster", field=field), rasterio.open(path) as src:
-        if expect_res is not None and not np.allclose(src.res, expect_res):
-            raise InputError(f"pixel size {src.res} m, documented {expect_res} m", file=path,
-                             field=field, fix="give the product as the producer wrote it")
-        if (src.crs == crs and src.transform == transform and src.height == height
-                and src.width == width):
-            return src.read(1)
-        with WarpedVRT(src, crs=crs, transform=transform, height=height, width=width,
-                       resampling=resampling, src_nodata=nodata, nodata=nodata) as vrt:
-            return vrt.read(1)
+    def __init__(self, path: str, *, crs, transform: affine.Affine, height: int, width: int,
+                 nodata: float | None = 0, bilinear: bool = False,
+                 expect_res: float | None = None, field: str | None = None) -> None:
+        super().__init__()
+        self.path, self.field = path, field
+        with self.opening():
+            src = self.open_raster(path, field=field, what="raster")
+            if expect_res is not None and not np.allclose(src.res, expect_res):
+                raise InputError(f"pixel size {src.res} m, documented {expect_res} m",
+                                 file=path, field=field,
+                                 fix="give the product as the producer wrote it")
+            same = (src.crs == crs and src.transform == transform and src.height == height
+                    and src.width == width)
+            methods = (Resampling.nearest, Resampling.bilinear) if bilinear else (
+                Resampling.nearest,)
+            self.views = {m: src if same else self.enter(WarpedVRT(
+                src, crs=crs, transform=transform, height=height, width=width, resampling=m,
+                src_nodata=nodata, nodata=nodata)) for m in methods}
+
+    def read(self, window: Window | None = None,
+             resampling: Resampling = Resampling.nearest) -> np.ndarray:
+        """The target grid's ``window`` (default: all of it) by ``resampling``."""
+        with reading(self.path, what="raster", field=self.field):
+            return self.views[resampling].read(1, window=window)
 
 
-def s2_l2a_scene(paths: dict[str, str], radiometry: L2ARadiometry, *, crs,
+class L2ASceneReader(OpenFiles):
+    """One L2A scene's band (and ``SCL``) rasters opened once on a target grid, read window
+    by window: ``read(window)`` -> reflectance (band, y, x), valid (y, x), SCL (y, x).
+
+    Bands are bilinear (nodata skipped), SCL and the no-data test nearest. valid = every
+    band has data and SCL != 0. Context manager."""
+
+    def __init__(self, paths: dict[str, str], radiometry: L2ARadiometry, *, crs,
                  transform: affine.Affine, height: int, width: int,
-                 check_res: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Reflectance (band, y, x), valid (y, x) and SCL (y, x) of one L2A scene on a grid.
+                 check_res: bool = True) -> None:
+        grid = {"crs": crs, "transform": transform, "height": height, "width": width}
+        self.radiometry = radiometry
+        self.bands = [b for b in S2_BANDS if b in paths]
+        super().__init__()
+        with self.opening():
+            self.readers = {band: self.enter(GridReader(
+                paths[band], **grid, bilinear=L2A_RESOLUTION[band] != 10, field=band,
+                expect_res=L2A_RESOLUTION[band] if check_res else None))
+                for band in self.bands}
+            self.scl = self.enter(GridReader(
+                paths["SCL"], **grid, expect_res=20 if check_res else None, field="SCL"))
 
-    ``paths``: band (and ``SCL``) -> raster. Bands are bilinear (nodata skipped), SCL and
-    the no-data test nearest. valid = every band has data and SCL != 0.
-    """
-    grid = {"crs": crs, "transform": transform, "height": height, "width": width}
-    bands = [b for b in S2_BANDS if b in paths]
-    refl = np.empty((len(bands), height, width), np.float32)
-    valid = np.ones((height, width), bool)
-    for i, band in enumerate(bands):
-        res = L2A_RESOLUTION[band] if check_res else None
-        dn = read_on_grid(paths[band], **grid, expect_res=res, field=band)
-        if L2A_RESOLUTION[band] != 10:
+    def read(self, window: Window | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(reflectance, valid, SCL) of ``window`` of the target grid (default: all)."""
+        scl = self.scl.read(window).astype(np.uint8)
+        refl = np.empty((len(self.bands), *scl.shape), np.float32)
+        valid = np.ones(scl.shape, bool)
+        for i, band in enumerate(self.bands):
+            reader = self.readers[band]
+            dn = reader.read(window)
+            if L2A_RESOLUTION[band] != 10:
+                valid &= dn != 0
+                dn = reader.read(window, Resampling.bilinear)
             valid &= dn != 0
-            dn = read_on_grid(paths[band], **grid, resampling=Resampling.bilinear)
-        valid &= dn != 0
-        refl[i] = radiometry.reflectance(band, dn)
-    scl = read_on_grid(paths["SCL"], **grid, expect_res=20 if check_res else None,
-                       field="SCL").astype(np.uint8)
-    valid &= (scl != 0) & np.isfinite(refl).all(axis=0)
-    refl[:, ~valid] = np.nan
-    return refl, valid, scl
+            refl[i] = self.radiometry.reflectance(band, dn)
+        valid &= (scl != 0) & np.isfinite(refl).all(axis=0)
+        refl[:, ~valid] = np.nan
+        return refl, valid, scl
 
 
 def _mtd_msil2a(*, baseline: str, platform: str, acquired: np.datetime64, orbit: int,
@@ -368,6 +396,7 @@ def check_bands(bands: list[str] | None) -> list[str]:
     return [b for b in S2_BANDS if b in bands]
 
 
+@one_gdal_env
 def write_l2a_cube(scenes: list[L2AScene], tile: str, out: Path, *, bands: list[str],
                    aoi: AOI | None = None, reader: str) -> Path:
     """S2 cube at 10 m of L2A scenes on the 10 m grid of the first scene's first 10 m band.
@@ -391,7 +420,9 @@ def write_l2a_cube(scenes: list[L2AScene], tile: str, out: Path, *, bands: list[
             "height": int(window.height), "width": int(window.width)}
 
     def n_valid(sc: L2AScene) -> int:
-        return int((read_on_grid(sc.paths["SCL"], **grid) != 0).sum())
+        with GridReader(sc.paths["SCL"], **grid) as scl:
+            return sum(int(np.count_nonzero(scl.read(win) != 0))
+                       for win in spatial_blocks(grid["height"], grid["width"]))
 
     scenes = one_per_day(sorted(scenes, key=lambda sc: sc.acquired), lambda sc: sc.acquired,
                          n_valid, lambda sc: sc.name)
@@ -406,10 +437,10 @@ def write_l2a_cube(scenes: list[L2AScene], tile: str, out: Path, *, bands: list[
                      attrs={"reader": reader, "quality_kind": "scl",
                             "source_files": [sc.source for sc in scenes]}) as writer:
         for t, sc in enumerate(tqdm(scenes, desc=f"S2 {tile}", unit="scene")):
-            refl, valid, scl = s2_l2a_scene(
-                {b: sc.paths[b] for b in [*bands, "SCL"]}, sc.radiometry, **grid)
-            writer.write(t, refl, valid, scl)
-            log.debug("%s: %.1f%% valid", sc.name, 100 * valid.mean())
+            with L2ASceneReader({b: sc.paths[b] for b in [*bands, "SCL"]}, sc.radiometry,
+                                **grid) as reader:
+                n = writer.write_blocks(t, reader.read)
+            log.debug("%s: %.1f%% valid", sc.name, 100 * n / (grid["height"] * grid["width"]))
     return Path(out)
 
 

@@ -9,7 +9,6 @@ Format (docs/contracts.md section 0, notes/formats.md): one folder per product
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import re
 from collections.abc import Callable
@@ -25,7 +24,7 @@ from rasterio.windows import Window
 
 from gpvae.errors import InputError
 from gpvae.io.atomic import atomic_path
-from gpvae.io.geotiff import raster_grid, read_geotiff, read_geotiff_resampled, write_geotiff
+from gpvae.io.geotiff import OpenFiles, raster_grid, read_band, write_geotiff
 from gpvae.io.sensors import S2_10M, S2_BANDS
 
 log = logging.getLogger(__name__)
@@ -200,58 +199,87 @@ def theia_grid(product: TheiaProduct) -> tuple[rasterio.crs.CRS, affine.Affine, 
     return raster_grid(path)
 
 
+class TheiaReader(OpenFiles):
+    """A product's rasters opened once (band files, EDG_R1, CLM_R1), read window by window.
+
+    ``read(window)`` returns reflectance (band, y, x), valid and CLM (y, x) of a 10 m window:
+    20 m bands are bilinearly resampled to 10 m (GDAL skips nodata neighbours, the file
+    declares nodata -10000; a windowed read equals the same pixels of a whole read); a 10 m
+    pixel is no data when its 20 m source pixel is no data (nearest lookup of the nodata
+    mask). ``valid`` = not EDG_R1 and every band has data; ``clm`` = CLM_R1 byte.
+    ``grid_check(product, grid)`` is called with the product's grid (that of CLM_R1) when it
+    is opened, before any band is read. Use as a context manager.
+    """
+
+    def __init__(self, product: TheiaProduct, *, bands: list[str] | None = None,
+                 file_product: str = "FRE",
+                 grid_check: Callable[[TheiaProduct, tuple], None] | None = None) -> None:
+        self.product = product
+        self.bands = list(S2_BANDS if bands is None else bands)
+        self.files = []
+        for band in self.bands:
+            path = product.band_file(band, file_product)
+            if not path.is_file():
+                raise InputError(f"band {band} missing from Theia product {product.name}",
+                                 file=path, field=band,
+                                 fix="re-download the product or drop the band from the config")
+            self.files.append(path)
+        edg_path, clm_path = product.mask_file("EDG", 1), product.mask_file("CLM", 1)
+        for path, field in ((edg_path, "EDG_R1"), (clm_path, "CLM_R1")):
+            if not path.is_file():
+                raise InputError(f"mask {field} missing from Theia product {product.name}",
+                                 file=path, field=field, fix="re-download the product")
+        super().__init__()
+        with self.opening():
+            self.clm = self.open_raster(clm_path, field="CLM_R1")
+            if grid_check is not None:
+                grid_check(product, (self.clm.crs, self.clm.transform, self.clm.height,
+                                     self.clm.width))
+            self.edg = self.open_raster(edg_path, field="EDG_R1")
+            self.sources = [self.open_raster(p, field=b)
+                            for p, b in zip(self.files, self.bands, strict=True)]
+        self.files += [edg_path, clm_path]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(height, width) of the 10 m grid."""
+        return self.clm.height, self.clm.width
+
+    def read(self, window: Window | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(reflectance (band, y, x), valid (y, x), clm (y, x)) of a 10 m ``window``
+        (default: the whole grid)."""
+        win = Window(0, 0, self.clm.width, self.clm.height) if window is None else window
+        hh, ww = int(win.height), int(win.width)
+        win_r2 = Window(win.col_off / 2, win.row_off / 2, win.width / 2, win.height / 2)
+        clm = read_band(self.clm, window=win).astype(np.uint8)
+        edg = read_band(self.edg, window=win).astype(bool)
+        refl = np.empty((len(self.bands), hh, ww), np.float32)
+        nodata = np.zeros((hh, ww), bool)
+        for i, (band, src) in enumerate(zip(self.bands, self.sources, strict=True)):
+            if band in S2_10M:
+                dn = read_band(src, field=band, window=win)
+                val = dn.astype(np.float32)
+            else:  # nearest for the nodata lookup, bilinear for values
+                dn = read_band(src, field=band, window=win_r2, out_shape=(hh, ww),
+                               resampling=Resampling.nearest)
+                val = read_band(src, field=band, window=win_r2, out_shape=(hh, ww),
+                                resampling=Resampling.bilinear).astype(np.float32)
+            bad = dn == THEIA_NODATA
+            refl[i] = np.where(bad, np.nan, val / THEIA_SCALE)
+            nodata |= bad | ~np.isfinite(refl[i])
+        valid = ~edg & ~nodata
+        refl[:, ~valid] = np.nan
+        return refl, valid, clm
+
+
 def read_theia_product(product: TheiaProduct, *, bands: list[str] | None = None,
                        window: Window | None = None, file_product: str = "FRE",
                        grid_check: Callable[[TheiaProduct, tuple], None] | None = None
                        ) -> TheiaScene:
-    """Read a product on its 10 m grid (optionally a 10 m window).
-
-    20 m bands are bilinearly resampled to 10 m (GDAL skips nodata neighbours, the file
-    declares nodata -10000); a 10 m pixel is no data when its 20 m source pixel is no data
-    (nearest lookup of the nodata mask). ``valid`` = not EDG_R1 and every
-    band has data; ``clm`` = CLM_R1 byte. ``grid_check(product, grid)`` is called with the
-    product's grid (that of CLM_R1) before any band is read.
-    """
-    bands = list(S2_BANDS if bands is None else bands)
-    if window is None:
-        _, _, h, w = theia_grid(product)
-        window = Window(0, 0, w, h)
-    win = window
-    hh, ww = int(win.height), int(win.width)
-    win_r2 = Window(win.col_off / 2, win.row_off / 2, win.width / 2, win.height / 2)
-    files = []
-    for band in bands:
-        path = product.band_file(band, file_product)
-        if not path.is_file():
-            raise InputError(f"band {band} missing from Theia product {product.name}",
-                             file=path, field=band,
-                             fix="re-download the product or drop the band from the config")
-        files.append(path)
-    edg_path, clm_path = product.mask_file("EDG", 1), product.mask_file("CLM", 1)
-    for path, field in ((edg_path, "EDG_R1"), (clm_path, "CLM_R1")):
-        if not path.is_file():
-            raise InputError(f"mask {field} missing from Theia product {product.name}",
-                             file=path, field=field, fix="re-download the product")
-    clm = read_geotiff(clm_path, window=win, grid_check=None if grid_check is None else
-                       functools.partial(grid_check, product)).astype(np.uint8)
-    edg = read_geotiff(edg_path, window=win).astype(bool)
-    refl = np.empty((len(bands), hh, ww), np.float32)
-    nodata = np.zeros((hh, ww), bool)
-    for i, (band, path) in enumerate(zip(bands, files, strict=True)):
-        if band in S2_10M:
-            dn = read_geotiff(path, window=win)
-            bad = dn == THEIA_NODATA
-            val = dn.astype(np.float32)
-        else:
-            # One open for both reads: nearest for the nodata lookup, bilinear for values.
-            dn, val = read_geotiff_resampled(path, window=win_r2, out_shape=(hh, ww),
-                                             resamplings=(Resampling.nearest,
-                                                          Resampling.bilinear))
-            bad = dn == THEIA_NODATA
-            val = val.astype(np.float32)
-        refl[i] = np.where(bad, np.nan, val / THEIA_SCALE)
-        nodata |= bad | ~np.isfinite(refl[i])
-    valid = ~edg & ~nodata
-    refl[:, ~valid] = np.nan
-    return TheiaScene(product=product, reflectance=refl, valid=valid, clm=clm,
-                      files=files + [edg_path, clm_path])
+    """Read a product on its 10 m grid (optionally a 10 m window) in one go; see
+    :class:`TheiaReader` (what the extract stage uses, block by block)."""
+    with TheiaReader(product, bands=bands, file_product=file_product,
+                     grid_check=grid_check) as reader:
+        refl, valid, clm = reader.read(window)
+        return TheiaScene(product=product, reflectance=refl, valid=valid, clm=clm,
+                          files=list(reader.files))

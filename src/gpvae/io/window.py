@@ -1,4 +1,4 @@
-"""Area and date selections shared by the readers: AOI window, date range."""
+"""Area and date selections shared by the readers: AOI window, date range, spatial blocks."""
 
 from __future__ import annotations
 
@@ -9,6 +9,11 @@ import numpy as np
 from rasterio.windows import Window
 
 from gpvae.errors import InputError
+
+#: Side (pixels) of the spatial blocks the readers and the mask stage work in: a multiple of
+#: the cubes' 256-pixel chunks (each block write fills whole chunks) and of 2 (20 m pixels
+#: stay whole). Memory per block is independent of the tile's size.
+BLOCK_PX = 512
 
 
 def aoi_window(aoi: tuple[float, float, float, float] | None, transform: affine.Affine,
@@ -62,3 +67,17 @@ def select_dates(items: list, dates: list, start: str | None, end: str | None, *
 def window_transform(window: Window, transform: affine.Affine) -> affine.Affine:
     """Affine transform of a pixel window's grid."""
     return transform @ affine.Affine.translation(window.col_off, window.row_off)
+
+
+def spatial_blocks(height: int, width: int, size: int | None = None) -> list[Window]:
+    """Row-major windows of at most ``size`` x ``size`` pixels (default :data:`BLOCK_PX`,
+    read at call time) tiling a ``height`` x ``width`` grid."""
+    size = int(BLOCK_PX if size is None else size)
+    return [Window(c, r, min(size, width - c), min(size, height - r))
+            for r in range(0, height, size) for c in range(0, width, size)]
+
+
+def shift(window: Window, by: Window) -> Window:
+    """``window`` (relative to ``by``'s grid) in the coordinates of ``by``'s parent grid."""
+    return Window(window.col_off + by.col_off, window.row_off + by.row_off, window.width,
+                  window.height)

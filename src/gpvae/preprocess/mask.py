@@ -1,5 +1,8 @@
 """Mask stage: cube valid AND NOT cloud (quality layer, optionally dilated) -> mask + CSV.
 
+Processed in spatial blocks (gpvae.io.window.spatial_blocks, grown by the dilation radius)
+times blocks of dates: memory is bounded by one block, whatever the tile's size.
+
 Fractions in the CSV are of all pixels of the date and sum to 1:
 ``nodata_fraction`` = not cube-valid, ``cloud_fraction`` = cube-valid but (dilated) cloud,
 ``valid_fraction`` = the final mask.
@@ -12,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from rasterio.windows import Window
 from scipy import ndimage
 from tqdm.auto import tqdm
 
@@ -20,6 +24,7 @@ from gpvae.io.atomic import atomic_path
 from gpvae.io.cube import no_chunk_cache, open_cube
 from gpvae.io.maskfile import mask_writer
 from gpvae.io.quality import DEFAULT_SCL_INVALID, cube_quality_kind, quality_invalid
+from gpvae.io.window import spatial_blocks
 
 log = logging.getLogger(__name__)
 #: Memory budget of one block of dates in the mask stage (bytes; see dates_per_block).
@@ -46,6 +51,25 @@ def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
     structure = disk(radius)
     return ndimage.binary_dilation(mask, structure=structure.reshape(
         (1,) * (mask.ndim - 2) + structure.shape))
+
+
+def block_slices(block: Window) -> tuple[slice, slice]:
+    """(rows, cols) slices of a window."""
+    r0, c0 = int(block.row_off), int(block.col_off)
+    return slice(r0, r0 + int(block.height)), slice(c0, c0 + int(block.width))
+
+
+def halo_windows(block: Window, halo: int, height: int, width: int
+                 ) -> tuple[tuple[slice, slice], tuple[slice, slice]]:
+    """The block grown by ``halo`` pixels (clipped to the grid), as (rows, cols) slices of
+    the grid (``padded``), and where the block lies inside it (``core``): a dilation of the
+    padded block equals, on the core, the dilation of the whole grid."""
+    rows, cols = block_slices(block)
+    padded = (slice(max(0, rows.start - halo), min(height, rows.stop + halo)),
+              slice(max(0, cols.start - halo), min(width, cols.stop + halo)))
+    core = (slice(rows.start - padded[0].start, rows.stop - padded[0].start),
+            slice(cols.start - padded[1].start, cols.stop - padded[1].start))
+    return core, padded
 
 
 def dates_per_block(height: int, width: int, budget: int = MASK_BLOCK_BYTES) -> int:
@@ -98,30 +122,40 @@ def compute_mask(cube_path: Path, out_nc: Path, out_csv: Path, *, clm_bits: list
     attrs = {"mask_policy": policy, "dilation_px": int(dilation_px),
              "clm_bits": " ".join(str(int(b)) for b in clm_bits),
              "scl_classes": " ".join(str(int(c)) for c in scl_classes)}
-    nt = cube.sizes["time"]
-    step = dates_per_block(cube.sizes["y"], cube.sizes["x"])
+    nt, h, w = cube.sizes["time"], cube.sizes["y"], cube.sizes["x"]
+    halo = int(dilation_px) if kind else 0
+    counts = np.zeros((3, nt), np.int64)  # final, cloud, nodata pixels per date
     days = cube["time"].values.astype("datetime64[D]").astype(str)
+    blocks = spatial_blocks(h, w)
     with atomic_path(out_csv) as tmp_csv:
         with mask_writer(out_nc, cube, attrs=attrs) as out, \
-                tqdm(total=nt, desc=f"mask {sensor} {tile}", unit="date") as bar:
-            for t0 in range(0, nt, step):  # blocks of dates (bounded memory), not one by one
-                block = slice(t0, min(nt, t0 + step))
-                valid = cube["valid"][block].values.astype(bool)
-                cloud = np.zeros_like(valid)
-                if kind:
-                    bad = quality_invalid(cube["quality"][block].values, kind,
-                                          clm_bits=clm_bits, scl_classes=scl_classes, rule=rule)
-                    cloud = dilate(bad, int(dilation_px)) & valid
-                final = valid & ~cloud
-                out[block] = final.astype(np.uint8)
-                # Means of 0/1 values are exact sums / n: equal to the per-date means.
-                for day, v, c, n in zip(days[block], final.mean(axis=(1, 2)),
-                                        cloud.mean(axis=(1, 2)), 1 - valid.mean(axis=(1, 2)),
-                                        strict=True):
-                    rows.append({"date": str(day), "tile": tile, "sensor": sensor,
-                                 "valid_fraction": float(v), "cloud_fraction": float(c),
-                                 "nodata_fraction": float(n)})
-                bar.update(block.stop - block.start)
+                tqdm(total=len(blocks), desc=f"mask {sensor} {tile}", unit="block") as bar:
+            for block in blocks:  # spatial blocks (+ a dilation halo) x blocks of dates
+                core, padded = halo_windows(block, halo, h, w)
+                step = dates_per_block(padded[0].stop - padded[0].start,
+                                       padded[1].stop - padded[1].start)
+                for t0 in range(0, nt, step):
+                    dates = slice(t0, min(nt, t0 + step))
+                    valid = cube["valid"][dates, padded[0], padded[1]].values.astype(bool)
+                    cloud = np.zeros_like(valid)
+                    if kind:
+                        bad = quality_invalid(cube["quality"][dates, padded[0], padded[1]].values,
+                                              kind, clm_bits=clm_bits, scl_classes=scl_classes,
+                                              rule=rule)
+                        cloud = dilate(bad, halo) & valid
+                    valid, cloud = valid[:, core[0], core[1]], cloud[:, core[0], core[1]]
+                    final = valid & ~cloud
+                    out[(dates, *block_slices(block))] = final.astype(np.uint8)
+                    counts[:, dates] += np.stack([final.sum(axis=(1, 2)),
+                                                  cloud.sum(axis=(1, 2)),
+                                                  (~valid).sum(axis=(1, 2))])
+                bar.update(1)
+            fractions = counts / float(h * w)
+            for t, day in enumerate(days):
+                rows.append({"date": str(day), "tile": tile, "sensor": sensor,
+                             "valid_fraction": float(fractions[0, t]),
+                             "cloud_fraction": float(fractions[1, t]),
+                             "nodata_fraction": float(fractions[2, t])})
             check_some_valid(rows, cube_path, policy)
             # Written before the mask file is renamed: a failure here leaves neither output.
             pd.DataFrame(rows, columns=["date", "tile", "sensor", "valid_fraction",

@@ -71,10 +71,10 @@ def class_names_of(da: xr.DataArray) -> list[str]:
     return [str(n) for n in np.atleast_1d(names)]
 
 
-def mid_season(ds: xr.Dataset) -> float:
-    """The reference day closest to the middle of the product's reference days."""
+def mid_season(ds: xr.Dataset) -> int:
+    """Index on ``time`` of the written date closest to the middle of the product's dates."""
     days = ds["ref_day"].values
-    return float(days[np.argmin(np.abs(days - np.median(days)))])
+    return int(np.argmin(np.abs(days - np.median(days))))
 
 
 def _show(ax, image, title, **kwargs):
@@ -118,23 +118,26 @@ def tile_maps(maps: dict[str, xr.Dataset], cube: xr.Dataset | None = None,
         row = 1
     for model, ds in maps.items():
         ax_rgb, ax_std, ax_emb, ax_cls = axes[row]
-        day = mid_season(ds)
+        t = mid_season(ds)
+        when = str(ds["time"].values[t])[:10]
         if "gapfilled" not in ds:  # the model reads no optical / index sensor
             for ax in (ax_rgb, ax_std):
                 ax.axis("off")
         else:
             bands, name = display_bands(ds["gapfilled"]["band"].values, composites_of(ds))
-            filled = ds["gapfilled"].sel(ref_day=day, band=bands)
+            filled = ds["gapfilled"].isel(time=t).sel(band=bands)
             _show(ax_rgb, stretch(filled.transpose("y", "x", "band").values),
-                  f"{model}\ngap-filled {name}, day {day:g}")
-            std = ds["gapfilled_std"].sel(ref_day=day, band=sorted(set(bands))).mean("band")
+                  f"{model}\ngap-filled {name}, {when}")
+            std = ds["gapfilled_std"].isel(time=t).sel(band=sorted(set(bands))).mean("band")
             im = ax_std.imshow(std.values, cmap="magma", interpolation="nearest")
             ax_std.set(title=f"predictive std ({name} mean)", xticks=[], yticks=[])
             ax_std.grid(False)
             fig.colorbar(im, ax=ax_std, fraction=0.046, pad=0.02)
-        emb = ds["embedding"].sel(ref_day=ds["embedding"]["ref_day"].values[np.argmin(
-            np.abs(ds["embedding"]["ref_day"].values - day))]).transpose("latent", "y", "x")
-        _show(ax_emb, embedding_rgb(emb.values.astype(float)), "embedding RGB (PC1-3)")
+        if "embedding" in ds:
+            emb = ds["embedding"].isel(time=t).transpose("latent", "y", "x")
+            _show(ax_emb, embedding_rgb(emb.values.astype(float)), "embedding RGB (PC1-3)")
+        else:
+            ax_emb.axis("off")
         classes = ds["class_map"].values
         names = class_names_of(ds["class_map"])
         n = max(len(names), int(classes.max()) + 1, 1)

@@ -7,6 +7,8 @@ from collections.abc import Iterable
 
 import matplotlib
 
+from gpvae.io.product import class_colours as product_class_colours
+
 #: Fixed colours of the demo models and the baselines (tab10 / greys), so figures agree.
 KNOWN_MODELS: dict[str, str] = {
     "gpvae_exact": "#1f77b4",
@@ -44,6 +46,6 @@ def sensor_colour(sensor: str) -> str:
 
 
 def class_colours(n: int) -> list[str]:
-    """``n`` distinct class colours (tab10, then tab20 for more classes)."""
-    cmap = matplotlib.colormaps["tab10" if n <= 10 else "tab20"]
-    return [matplotlib.colors.to_hex(cmap(i % cmap.N)) for i in range(n)]
+    """``n`` distinct class colours (tab10, then tab20 for more classes): the colour table of
+    the class-map GeoTIFFs (gpvae.io.product), so the report and QGIS agree."""
+    return product_class_colours(n)

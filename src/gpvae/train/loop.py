@@ -39,15 +39,16 @@ from gpvae.data.checkpoint import (
     save_checkpoint,
 )
 from gpvae.data.dataset import (
-    BlockSampler,
     DatasetInfo,
     PixelDataset,
+    dataset_fingerprint,
     dataset_info,
     make_loader,
     pin_batch,
     sensor_bands_from_config,
 )
 from gpvae.data.normalise import Normalisation
+from gpvae.data.stream import training_sampler
 from gpvae.data.summary import DataSummary
 from gpvae.device import (
     autocast,
@@ -269,9 +270,9 @@ def _fit(dataset: PixelDataset, model_name: str, model_cfg: dict, out_dir: Path,
     hiding = (SiteHiding(hide_cfg["max_fraction"], hide_cfg["max_gap_days"],
                          hide_cfg["gap_probability"])
               if hide_cfg["enabled"] and getattr(model, "supports_hidden_sites", False) else None)
-    sampler = BlockSampler(train_idx, budget.batch_size, shuffle=True, seed=seed,
-                           window=settings["shuffle_window"] or None,
-                           groups=dataset.sampling_groups(train_idx))
+    sampler = training_sampler(dataset, train_idx, budget.batch_size, seed=seed,
+                               window=settings["shuffle_window"] or None,
+                               groups=dataset.sampling_groups(train_idx))
     loader = make_loader(dataset, sampler, num_workers=settings["num_workers"])
     last = budget.total_steps
     if max_epochs is not None:
@@ -367,15 +368,19 @@ def _fit(dataset: PixelDataset, model_name: str, model_cfg: dict, out_dir: Path,
 
 def run_id(model_name: str, model_cfg: dict, pixels: Path | None = None,
            exclude: tuple[str, object] | None = None, init_from: Path | None = None) -> str:
-    """Short hash naming a training run's state folder: one per (model name, settings, data).
+    """Short hash naming a training run's state folder: one per (model name, settings, data,
+    held-out domain, base model).
 
-    The pixel dataset enters by size and modification time, so a resampled dataset starts a
-    new run while a killed job on unchanged data resumes.
+    The settings include the training recipe (``train.steps``, batch size, schedule; not the
+    resource settings of gpvae.data.checkpoint.RESOURCE_SETTINGS). The pixel dataset enters
+    by its content (gpvae.data.dataset.dataset_fingerprint), so a resampled dataset starts a
+    new run while a killed job on unchanged data resumes, also from a copy of the dataset
+    (scratch, another node). ``exclude`` (a held-out region or year, the transfer protocol)
+    gets its own run, and so does a retrained ``init_from`` base model (a new sensor added).
     """
     data = None
     if pixels is not None and Path(pixels).exists():
-        st = Path(pixels).stat()
-        data = [st.st_size, st.st_mtime_ns]
+        data = dataset_fingerprint(pixels)
     doc = {"name": model_name, "cfg": canonical_config(model_cfg), "data": data}
     if exclude is not None:
         doc["exclude"] = [str(v) for v in exclude]
