@@ -46,6 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from peer_common import (  # noqa: E402
+    csv_mae,
     dataset_sizes,
     eval_arrays,
     grid_bins,
@@ -153,23 +154,13 @@ def bench_dataset(spec: dict, a: argparse.Namespace, device: str, threads: int) 
             print(f"  {label}: done in {row['wall_s']:.0f} s (MAE {row['MAE']:.4f})",
                   flush=True)
             if "csv" in row:  # cross-check against the gapfill stage's own tidy metrics
-                row["csv_MAE"] = _csv_mae(Path(row["csv"]))
+                row["csv_MAE"] = csv_mae(Path(row["csv"]))
         if "model_cfg" in extra:
             row["model_cfg"] = extra["model_cfg"]
         rows.append(row)
     _print_table(rows)
     _print_notes(spec, rows, sizes, leak, ev, steps, grid_days)
     return rows
-
-
-def _csv_mae(path: Path) -> float:
-    """MAE (protocol hidden, band all) from a tidy gapfill CSV."""
-    import pandas as pd
-
-    df = pd.read_csv(path)
-    sel = df[(df["protocol"] == "hidden") & (df["band"].astype(str) == "all")
-             & (df["metric"] == "MAE")]
-    return float(sel["value"].iloc[0]) if len(sel) else math.nan
 
 
 def _print_table(rows: list[dict]) -> None:
@@ -249,7 +240,8 @@ def _print_notes(spec: dict, rows: list[dict], sizes: dict, leak: np.ndarray, ev
         print(f"- ours: config from {spec['name']}'s config `models:` (kernel {c.get('kernel')}, "
               f"learned lengthscale init {c.get('lengthscale', 30.0)} d, hidden "
               f"{c.get('hidden', 64)}, lr {c['train'].get('lr', 3e-3)}, beta "
-              f"{c.get('beta', 1.0)}), sensors [S2]; best epoch by val ELBO (metrics.csv).")
+              f"{c.get('beta', 1.0)}), sensors [S2]; best epoch by the validation gap-filling "
+              "error (metrics.csv gap_mae).")
         late = [r["method"] for r in ok if r.get("model_cfg")
                 and r["best_epoch"] >= r["epochs_run"] - 1]
         if late:

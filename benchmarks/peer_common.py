@@ -168,6 +168,16 @@ def shared_bins(observed: np.ndarray, hide: np.ndarray, bins: np.ndarray, steps:
 
 
 # --- scoring --------------------------------------------------------------------------------
+def csv_mae(path: Path) -> float:
+    """MAE (protocol hidden, band all) of the gap-filling stage's tidy CSV (cross-check)."""
+    import pandas as pd
+
+    df = pd.read_csv(path)
+    sel = df[(df["protocol"] == "hidden") & (df["band"].astype(str) == "all")
+             & (df["metric"] == "MAE")]
+    return float(sel["value"].iloc[0]) if len(sel) else math.nan
+
+
 def load_predictions(path: Path, sample: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """pred_mean, pred_std (N, T, C) of a method (netCDF from gapfill or npz), checked to be in
     the hidden file's sample order; pred_std None when absent or all NaN."""

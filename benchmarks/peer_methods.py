@@ -63,7 +63,8 @@ def run_linear(job: dict) -> dict:
 
 # --- ours -----------------------------------------------------------------------------------
 def run_ours(job: dict) -> dict:
-    """train_model on the train split (best epoch by val ELBO), then gapfill_model."""
+    """train_model on the train split (best epoch by the validation gap-filling error), then
+    gapfill_model."""
     from gpvae.evaluate.gapfill import gapfill_model
     from gpvae.train.loop import train_model
 
@@ -81,7 +82,10 @@ def run_ours(job: dict) -> dict:
     val = [r for r in rows if r["split"] == "val"]
     train_s = np.array([float(r["seconds"]) for r in train])
     epoch_s = train_s + np.array([float(r["seconds"]) for r in val])
-    best_epoch = int(np.argmax([float(r["elbo"]) for r in val])) + 1
+    # best.pt is the lowest validation gap-filling error (gap_mae); older logs: highest ELBO
+    best_epoch = (int(np.argmin([float(r["gap_mae"]) for r in val])) + 1
+                  if val and val[0].get("gap_mae") else
+                  int(np.argmax([float(r["elbo"]) for r in val])) + 1)
     start = time.perf_counter()
     gapfill_model(job["pixels"], job["hidden"], best, out / "gapfill.nc", out / "gapfill.csv",
                   device=job["device"])
