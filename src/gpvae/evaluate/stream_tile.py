@@ -27,7 +27,7 @@ from gpvae.data.series import compact_series
 from gpvae.data.span import Span
 from gpvae.errors import InputError
 from gpvae.evaluate.downstream import load_classifier
-from gpvae.evaluate.inference import latent_method, model_device
+from gpvae.evaluate.inference import model_device
 from gpvae.evaluate.tile import (
     auto_sizes,
     block_skeleton,
@@ -35,6 +35,7 @@ from gpvae.evaluate.tile import (
     check_layout,
     gapfill_target,
     peak_memory_mib,
+    product_attrs,
     product_packings,
     tile_outputs,
 )
@@ -260,15 +261,11 @@ def update_tile(state_path: Path, cubes: dict[str, Path], masks: dict[str, Path]
             days = {s: src.days for s, src in tiles.sources.items()}
             skeleton = state_skeleton(tiles, ref_days, model.latent_dim, dim, attrs)
             class_names = list(bundle["class_names"])
-            pattrs = {"model": str(meta.get("model_name")), "method": latent_method(model),
-                      "sensor": "" if gapfill is None else gapfill.name,
-                      "sensor_definition": "" if gapfill is None
-                      else json.dumps(gapfill.to_dict()),
-                      "source": f"gpvae update of {Path(state_path).name} with "
-                                f"{meta.get('model_name')} ({Path(checkpoint).name})",
-                      "checkpoint": str(checkpoint), "classifier": str(classifier),
-                      "class_names": json.dumps(class_names),
-                      "updated_from": str(state_path)}
+            pattrs = product_attrs(
+                meta, model, gapfill, checkpoint, classifier, class_names,
+                source=f"gpvae update of {Path(state_path).name} with "
+                       f"{meta.get('model_name')} ({Path(checkpoint).name})",
+                updated_from=str(state_path))
             packings = product_packings(gapfill, bands)
             pspecs = block_specs(list(PRODUCTS), model.latent_dim, bands, chunk, class_names,
                                  gapfill, packings)

@@ -280,6 +280,19 @@ def product_packings(gapfill: Sensor | None, bands: list[str] | None) -> dict[st
     return out
 
 
+def product_attrs(meta: dict, model: torch.nn.Module, gapfill: Sensor | None,
+                  checkpoint: Path, classifier: Path, class_names: list[str],
+                  **extra: str) -> dict:
+    """The attributes every tile product carries (docs/contracts.md section 7): model, how it
+    reads its latent, the gap-filled sensor, checkpoint, classifier, class names; ``extra``
+    (source, inputs, products, ...) beside them."""
+    return {"model": str(meta.get("model_name")), "method": latent_method(model),
+            "sensor": "" if gapfill is None else gapfill.name,
+            "sensor_definition": "" if gapfill is None else json.dumps(gapfill.to_dict()),
+            "checkpoint": str(checkpoint), "classifier": str(classifier),
+            "class_names": json.dumps(list(class_names)), **extra}
+
+
 def block_skeleton(tiles: TileInputs, map_win: Window, block: Window, ref_days: np.ndarray,
                    write: np.ndarray, latent_dim: int, bands: list[str] | None,
                    attrs: dict) -> xr.Dataset:
@@ -424,16 +437,14 @@ def predict_block(cubes: dict[str, Path], masks: dict[str, Path], checkpoint: Pa
         win = (blocks[block] if block is not None else
                Window(0, 0, int(map_win.width), int(map_win.height)))
         class_names = list(bundle["class_names"])
-        attrs = {"model": str(meta.get("model_name")), "method": latent_method(model),
-                 "sensor": "" if gapfill is None else gapfill.name,
-                 "sensor_definition": "" if gapfill is None else json.dumps(gapfill.to_dict()),
-                 "source": f"gpvae {gpvae.__version__}: {meta.get('model_name')} "
-                           f"({Path(checkpoint).name}), classifier {Path(classifier).name}",
-                 "checkpoint": str(checkpoint), "classifier": str(classifier),
-                 "inputs": json.dumps({"cubes": {k: str(v) for k, v in cubes.items()},
-                                       "masks": {k: str(v) for k, v in masks.items()}},
-                                      sort_keys=True),
-                 "class_names": json.dumps(class_names), "products": " ".join(products)}
+        attrs = product_attrs(
+            meta, model, gapfill, checkpoint, classifier, class_names,
+            source=f"gpvae {gpvae.__version__}: {meta.get('model_name')} "
+                   f"({Path(checkpoint).name}), classifier {Path(classifier).name}",
+            inputs=json.dumps({"cubes": {k: str(v) for k, v in cubes.items()},
+                               "masks": {k: str(v) for k, v in masks.items()}},
+                              sort_keys=True),
+            products=" ".join(products))
         chunk = (min(chunk_px, int(win.height)), min(chunk_px, int(win.width)))
         specs = block_specs(products, model.latent_dim, bands, chunk, class_names, gapfill,
                             packings)
