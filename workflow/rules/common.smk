@@ -50,6 +50,7 @@ except InputError as err:
     stop(err)
 
 R = config["results"]
+THREADS = config["threads"]  # compute jobs in plain --cores runs (profiles: set-threads)
 TILES = config["tiles"]
 ENV = "../../envs/gpvae.yaml"
 # The library's CLI (`python -m gpvae.cli`), importable whether or not the package is

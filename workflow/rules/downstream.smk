@@ -10,7 +10,7 @@ rule transfer:
         f"{R}/logs/transfer/{{model}}~{{kind}}.log",
     conda:
         ENV
-    threads: 2
+    threads: THREADS
     resources:
         gpu=1,
     params:
@@ -44,7 +44,7 @@ rule downstream:
         f"{R}/logs/downstream/{{features}}.log",
     conda:
         ENV
-    threads: 2
+    threads: THREADS
     params:
         classifiers=" ".join(config["downstream"]["classifiers"]),
         seeds=" ".join(str(s) for s in config["downstream"]["seeds"]),

@@ -11,7 +11,7 @@ rule embed:
         f"{R}/logs/embed/{{model}}.log",
     conda:
         ENV
-    threads: 2
+    threads: THREADS
     resources:
         gpu=1,
     params:

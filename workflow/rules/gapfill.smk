@@ -40,7 +40,7 @@ rule gapfill:
         f"{R}/logs/gapfill/{{model}}.log",
     conda:
         ENV
-    threads: 2
+    threads: THREADS
     resources:
         gpu=1,
     params:
@@ -65,7 +65,7 @@ rule gapfill_baseline:
         f"{R}/logs/gapfill/{{baseline}}.log",
     conda:
         ENV
-    threads: 2
+    threads: THREADS
     params:
         device=config["device"],
     message:

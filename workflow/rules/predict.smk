@@ -82,7 +82,7 @@ rule predict_block:
         block=r"r\d+c\d+",
     conda:
         ENV
-    threads: 2
+    threads: THREADS
     resources:
         gpu=1,
     params:

@@ -12,7 +12,7 @@ rule train:
         f"{R}/logs/train/{{model}}.log",
     conda:
         ENV
-    threads: 2
+    threads: THREADS
     resources:
         gpu=1,
     params:

@@ -41,7 +41,7 @@ rule tile_state:
         f"{R}/logs/update/state_{{model}}_{{tile}}.log",
     conda:
         ENV
-    threads: 2
+    threads: THREADS
     resources:
         gpu=1,
     params:
@@ -79,7 +79,7 @@ rule update_tile:
         f"{R}/logs/update/update_{{model}}_{{tile}}.log",
     conda:
         ENV
-    threads: 2
+    threads: THREADS
     resources:
         gpu=1,
     params:
