@@ -50,7 +50,8 @@ except InputError as err:
     stop(err)
 
 R = config["results"]
-THREADS = config["threads"]  # compute jobs in plain --cores runs (profiles: set-threads)
+# Threads of the compute jobs in plain --cores runs (the profiles use set-threads).
+THREADS = config["threads"]
 TILES = config["tiles"]
 ENV = "../../envs/gpvae.yaml"
 # The library's CLI (`python -m gpvae.cli`), importable whether or not the package is
