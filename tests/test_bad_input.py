@@ -739,8 +739,10 @@ def test_config_stops_at_start_up(real_inputs: Path, tmp_path: Path, cfg, args, 
     ("- a\n- b\n", "not a mapping of keys", "<top level>", "key: value"),
     ("inputs: {table: {path: data/none.csv, columns: {}}}\nsample: {per_clas: 3}\n",
      "unknown key sample.per_clas", "", "spelling"),
+    ("inputs: {table: {path: data/none.csv, columns: {}}}\ndownstream: {seeds: [0, -2]}\n",
+     "-2 is less than the minimum of 0", "downstream.seeds.1", "change its value"),
 ], ids=["check-config-missing-file", "check-config-tab", "check-config-list",
-        "check-config-unknown-key"])
+        "check-config-unknown-key", "check-config-negative-seed"])
 def test_check_config(tmp_path: Path, capsys, text, what, field, fix) -> None:
     """`gpvae check-config` names what Snakemake cannot for a --configfile."""
     path = tmp_path / "mine.yaml"
