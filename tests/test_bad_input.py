@@ -413,10 +413,15 @@ def wide_table(df: pd.DataFrame) -> pd.DataFrame:
      "already holds reflectance"),
     (lambda df: df.iloc[:6], {}, "split val/test gets no sample", "sample.split", "parcels"),
     (cell("id", 9, None), {}, "no sample_id in column 'id'", "id", "sample_id"),
+    (lambda df: df.assign(date=pd.to_datetime(df.date).dt.strftime("%d/%m/%Y")), {},
+     "'01/03/2021' whose day and month order no value decides", "date", "YYYY-MM-DD"),
+    (lambda df: cell("date", 4, "03/25/2021")(cell("date", 3, "25/03/2021")(df)), {},
+     "mixes day/month and month/day dates: '03/25/2021' at row 5", "date", "YYYY-MM-DD"),
 ], ids=["table-letter-in-number", "table-decimal-comma", "table-bad-date", "table-nan-label",
         "table-year-y2017", "table-split-training", "table-header-only",
         "table-unknown-classes", "table-dn-without-scale", "table-scaled-twice",
-        "table-too-few-for-splits", "table-missing-sample-id"])
+        "table-too-few-for-splits", "table-missing-sample-id", "table-ambiguous-dates",
+        "table-mixed-date-orders"])
 def test_table_stage(tmp_path: Path, capsys, edit, spec, what, field, fix) -> None:
     src = tmp_path / "samples.csv"
     edit(long_table()).to_csv(src, index=False)

@@ -11,6 +11,7 @@ import pytest
 from gpvae.errors import InputError
 from gpvae.io.pixels import open_pixels
 from gpvae.io.sar import encode_db_uint16, linear_to_db
+from gpvae.io.table_cells import dates
 from gpvae.preprocess.table import table_to_pixels
 
 WORLDCEREAL = (Path(__file__).parents[2] / "shared" / "data" / "real" / "worldcereal"
@@ -283,3 +284,14 @@ def test_integer_columns_get_the_sensors_scale(tmp_path):
                                      span={"span": "all"}))
     got = ds.values_MOD13Q1.sel(band_MOD13Q1="NDVI").values
     assert np.nanmax(got) <= 1.0 and np.nanmin(got) > 0.1  # DN * 1e-4 (MOD13Q1's scale)
+
+
+@pytest.mark.parametrize("values, expected", [
+    (["13/04/2021", "03/04/2021", "2021-01-05"], ["2021-04-13", "2021-04-03", "2021-01-05"]),
+    (["04/13/2021", "04/03/2021"], ["2021-04-13", "2021-04-03"]),
+    (["5.3.21", "25.3.21"], ["2021-03-05", "2021-03-25"]),
+], ids=["day-first-beside-iso", "month-first", "dotted-two-digit-year"])
+def test_numeric_dates_take_the_order_their_values_decide(values, expected):
+    """A day above 12 decides day/month for the whole column; ISO dates keep their order."""
+    got = dates(pd.Series(values), file="t.csv", column="date")
+    assert got.astype("datetime64[D]").astype(str).tolist() == expected

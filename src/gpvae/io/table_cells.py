@@ -88,12 +88,44 @@ def integers(raw: object, *, file: object, column: str, role: str) -> np.ndarray
     return values.astype(np.int64)
 
 
+#: A date written with day and month as numbers before the year: 05/03/2020, 5.3.20.
+_NUMERIC_DMY = re.compile(r"^(\d{1,2})[/.\-](\d{1,2})[/.\-](?:\d{4}|\d{2})(?:[ T].*)?$")
+
+
+def _day_first(text: pd.Series, *, file: object, column: str) -> bool:
+    """Whether the column's numeric dates (``05/03/2020``) put the day first; an order that
+    no value decides (every day <= 12), or values that contradict each other, stops."""
+    parts = text.str.extract(_NUMERIC_DMY).dropna().astype(int)
+    if parts.empty:
+        return False
+    first, second = parts[0].to_numpy(), parts[1].to_numpy()
+    day_first, month_first = bool((first > 12).any()), bool((second > 12).any())
+    example = str(text.loc[parts.index[0]])
+    fix = "write dates as YYYY-MM-DD (ISO 8601)"
+    if day_first and month_first:
+        rows = np.flatnonzero(text.index.isin(parts.index[(second > 12)]))
+        raise InputError(f"column {column!r} mixes day/month and month/day dates: "
+                         f"{str(text.iloc[rows[0]])!r} at {where(rows, file)} has a month "
+                         f"above 12 where other rows put the day first", file=file,
+                         field=column, fix=fix)
+    if not (day_first or month_first):
+        raise InputError(f"column {column!r} holds dates such as {example!r} whose day and "
+                         "month order no value decides (every number is 12 or less)",
+                         file=file, field=column, fix=fix)
+    return day_first
+
+
 def dates(raw: object, *, file: object, column: str) -> np.ndarray:
     """datetime64[ns] of a column of dates; every row must hold a parsable date."""
     s = required(raw, file=file, column=column, role="date")
     if pd.api.types.is_datetime64_any_dtype(s):
         return s.to_numpy("datetime64[ns]")
-    parsed = pd.to_datetime(s.astype(str), errors="coerce", format="mixed")
+    text = s.astype(str).str.strip()
+    parsed = pd.to_datetime(text, errors="coerce", format="mixed")
+    if _day_first(text, file=file, column=column):  # ISO dates keep their order
+        numeric = text.str.match(_NUMERIC_DMY).to_numpy()
+        parsed[numeric] = pd.to_datetime(text[numeric], errors="coerce", format="mixed",
+                                         dayfirst=True)
     bad = np.flatnonzero(parsed.isna().to_numpy())
     if bad.size:
         raise InputError(f"column {column!r} holds {bad.size} value(s) that are not dates, "
