@@ -417,11 +417,14 @@ def wide_table(df: pd.DataFrame) -> pd.DataFrame:
      "'01/03/2021' whose day and month order no value decides", "date", "YYYY-MM-DD"),
     (lambda df: cell("date", 4, "03/25/2021")(cell("date", 3, "25/03/2021")(df)), {},
      "mixes day/month and month/day dates: '03/25/2021' at row 5", "date", "YYYY-MM-DD"),
+    (lambda df: df.assign(id=df.id // 2), {}, "rows repeat a (id, date) pair with other "
+     "values, e.g. id '0' on 2021-03-01 at row 1 (line 2), row 4 (line 5)",
+     "columns.sample_id (id)", "parcel or point id shared by several series"),
 ], ids=["table-letter-in-number", "table-decimal-comma", "table-bad-date", "table-nan-label",
         "table-year-y2017", "table-split-training", "table-header-only",
         "table-unknown-classes", "table-dn-without-scale", "table-scaled-twice",
         "table-too-few-for-splits", "table-missing-sample-id", "table-ambiguous-dates",
-        "table-mixed-date-orders"])
+        "table-mixed-date-orders", "table-sample-id-shared-by-series"])
 def test_table_stage(tmp_path: Path, capsys, edit, spec, what, field, fix) -> None:
     src = tmp_path / "samples.csv"
     edit(long_table()).to_csv(src, index=False)

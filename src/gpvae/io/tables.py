@@ -244,6 +244,35 @@ def _sensors(band_map: dict, registry: SensorRegistry, file: object) -> dict[str
     return out
 
 
+def one_row_per_date(df: pd.DataFrame, codes: np.ndarray, when: np.ndarray,
+                     band_columns: list[str], *, columns: dict, file: object) -> None:
+    """A long table holds each (sample, date) once: rows repeating one with other values
+    (a sample_id shared by several pixels, points or seasons) would overwrite each other."""
+    key = pd.DataFrame({"sample": codes, "date": when})
+    repeated = np.flatnonzero(key.duplicated(keep=False).to_numpy())
+    if not repeated.size:
+        return
+    values = df.iloc[repeated][band_columns].reset_index(drop=True)
+    values = values.astype(str).agg("|".join, axis=1) if band_columns else pd.Series(
+        "", index=values.index)
+    groups = key.iloc[repeated].reset_index(drop=True).assign(values=values)
+    differ = groups.groupby(["sample", "date"])["values"].transform("nunique") > 1
+    if not differ.any():
+        return  # exact copies of a row: the values agree
+    first = groups[differ.to_numpy()].iloc[0]
+    rows = repeated[((groups["sample"] == first["sample"])
+                     & (groups["date"] == first["date"])).to_numpy()]
+    sid_col, time_col = columns["sample_id"], columns["time"]
+    raise InputError(
+        f"{int(differ.sum())} rows repeat a ({sid_col}, {time_col}) pair with other values, "
+        f"e.g. {sid_col} {str(df[sid_col].iloc[rows[0]])!r} on "
+        f"{str(np.datetime64(first['date'], 'D'))} at {where(rows, file)}", file=file,
+        field=f"columns.sample_id ({sid_col})",
+        fix=f"map sample_id to a column that names one series (one pixel or point, one "
+            f"season): is {sid_col!r} a parcel or point id shared by several series? Else "
+            f"drop the repeated rows")
+
+
 def table_arrays(df: pd.DataFrame, *, layout: str, columns: dict, encoding: dict,
                  time_origin: str | None, time_step: str, file: object,
                  registry: SensorRegistry | None = None
@@ -280,6 +309,9 @@ def table_arrays(df: pd.DataFrame, *, layout: str, columns: dict, encoding: dict
     sid = column(df, columns, "sample_id", file=file)
     when = dates(column(df, columns, "time", file=file), file=file, column=columns["time"])
     codes, uniques = pd.factorize(sid, sort=False)
+    band_columns = [c for cols in band_map.values() if isinstance(cols, dict)
+                    for c in cols.values() if c in df.columns]
+    one_row_per_date(df, codes, when, band_columns, columns=columns, file=file)
     rows = df.groupby(codes, sort=True).first().reset_index(drop=True)
     for name, cols in band_map.items():
         sensor = sensors[name]
