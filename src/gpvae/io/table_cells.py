@@ -92,12 +92,15 @@ def integers(raw: object, *, file: object, column: str, role: str) -> np.ndarray
 _NUMERIC_DMY = re.compile(r"^(\d{1,2})[/.\-](\d{1,2})[/.\-](?:\d{4}|\d{2})(?:[ T].*)?$")
 
 
-def _day_first(text: pd.Series, *, file: object, column: str) -> bool:
-    """Whether the column's numeric dates (``05/03/2020``) put the day first; an order that
-    no value decides (every day <= 12), or values that contradict each other, stops."""
-    parts = text.str.extract(_NUMERIC_DMY).dropna().astype(int)
+def _day_first_rows(text: pd.Series, *, file: object, column: str) -> np.ndarray:
+    """Rows holding numeric dates (``05/03/2020``) that put the day first (none when they put
+    the month first); an order that no value decides (every day <= 12), or values that
+    contradict each other, stops."""
+    extracted = text.str.extract(_NUMERIC_DMY)
+    numeric = extracted[0].notna().to_numpy()
+    parts = extracted[numeric].astype(int)
     if parts.empty:
-        return False
+        return numeric
     first, second = parts[0].to_numpy(), parts[1].to_numpy()
     day_first, month_first = bool((first > 12).any()), bool((second > 12).any())
     example = str(text.loc[parts.index[0]])
@@ -112,7 +115,7 @@ def _day_first(text: pd.Series, *, file: object, column: str) -> bool:
         raise InputError(f"column {column!r} holds dates such as {example!r} whose day and "
                          "month order no value decides (every number is 12 or less)",
                          file=file, field=column, fix=fix)
-    return day_first
+    return numeric & day_first
 
 
 def dates(raw: object, *, file: object, column: str) -> np.ndarray:
@@ -122,10 +125,10 @@ def dates(raw: object, *, file: object, column: str) -> np.ndarray:
         return s.to_numpy("datetime64[ns]")
     text = s.astype(str).str.strip()
     parsed = pd.to_datetime(text, errors="coerce", format="mixed")
-    if _day_first(text, file=file, column=column):  # ISO dates keep their order
-        numeric = text.str.match(_NUMERIC_DMY).to_numpy()
-        parsed[numeric] = pd.to_datetime(text[numeric], errors="coerce", format="mixed",
-                                         dayfirst=True)
+    day_first = _day_first_rows(text, file=file, column=column)  # ISO dates keep their order
+    if day_first.any():
+        parsed[day_first] = pd.to_datetime(text[day_first], errors="coerce", format="mixed",
+                                           dayfirst=True)
     bad = np.flatnonzero(parsed.isna().to_numpy())
     if bad.size:
         raise InputError(f"column {column!r} holds {bad.size} value(s) that are not dates, "
