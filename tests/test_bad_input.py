@@ -762,6 +762,40 @@ def test_check_config(tmp_path: Path, capsys, text, what, field, fix) -> None:
           fix=fix)
 
 
+@pytest.mark.parametrize("table, models, what, field, fix", [
+    ({"encoding": {"S2": {"scale": 0}}}, {}, "0 is less than or equal to the minimum of 0",
+     "inputs.table.encoding.S2.scale", "change its value"),
+    ({"encoding": {"S2": {"scael": 1e-4}}}, {}, "unknown key inputs.table.encoding.S2.scael",
+     "inputs.table.encoding.S2.scael", "spelling"),
+    ({"encoding": {"SENTINEL2": {"scale": 1e-4}}}, {}, "encoding of SENTINEL2, which is not "
+     "a sensor of the table (columns.bands: ['S2'])", "inputs.table.encoding.SENTINEL2",
+     "rename it to the sensor it describes (one of ['S2'])"),
+    ({"xy_crs": "EPSG:99999"}, {}, "xy_crs 'EPSG:99999' is not a CRS", "inputs.table.xy_crs",
+     "EPSG:4326"),
+    ({}, {"gpvae markov": {"type": "gpvae"}}, "name 'gpvae markov' under 'models' is not "
+     "allowed", "models", "rename 'gpvae markov', e.g. 'gpvae_markov'"),
+], ids=["table-scale-zero", "table-encoding-unknown-key", "table-encoding-unknown-sensor",
+        "table-unknown-crs", "model-name-with-a-space"])
+def test_check_config_table_settings(tmp_path: Path, monkeypatch, capsys, table, models,
+                                     what, field, fix) -> None:
+    """Settings that would be silently ignored or silently zero the data stop at start-up."""
+    monkeypatch.chdir(tmp_path)
+    long_table().to_csv("samples.csv", index=False)
+    good = {"encoding": {"S2": {"scale": 1.0, "nodata": -1}}, "xy_crs": "EPSG:4326"}
+    for spec, rc in ((good, 0), (table, 2)):
+        cfg = {"inputs": {"table": {"path": "samples.csv", "layout": "long", "columns": LONG,
+                                    **spec}},
+               "sample": {"split": SPLIT}, "models": models if rc == 2 else {}}
+        Path("mine.yaml").write_text(yaml.safe_dump(cfg))
+        if rc == 0:
+            assert main(["check-config", "mine.yaml"]) == 0, capsys.readouterr().err
+            capsys.readouterr()
+    err = cli(capsys, "check-config", "mine.yaml")
+    assert what in err
+    names(err.split("error: ", 1)[1].replace("\n", " "), file="mine.yaml", field=field,
+          fix=fix)
+
+
 def test_check_config_accepts_a_good_file(real_inputs: Path, monkeypatch, capsys) -> None:
     monkeypatch.chdir(real_inputs)
     Path("ok.yaml").write_text(yaml.safe_dump(real_config()))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import datetime
 import functools
+import re
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,10 @@ def _describe(err: jsonschema.ValidationError, source: str, prefix: str = "") ->
         fix = "change its value"
     elif err.validator == "required":
         what, fix = f"{err.message} (in '{key}')", "add the key"
+    elif "propertyNames" in err.schema_path:
+        what = (f"name {err.instance!r} under '{key}' is not allowed: names are letters, "
+                f"digits, '_', '.' and '-' (they name folders and workflow jobs)")
+        fix = f"rename {err.instance!r}, e.g. {re.sub(r'[^A-Za-z0-9_.-]+', '_', err.instance)!r}"
     elif err.validator in ("oneOf", "anyOf") and "description" in err.schema:
         what = f"key '{key}' is {err.instance!r}; expected {err.schema['description']}"
         fix = "change its value"

@@ -659,6 +659,27 @@ def table_bands(table: dict, header: list[str], registry: SensorRegistry, f: Fin
     return out
 
 
+def check_table_settings(table: dict, f: Findings) -> None:
+    """A table's settings that name things outside the file: ``encoding`` per sensor of
+    ``columns.bands`` (another name would be ignored), ``xy_crs`` a CRS pyproj knows."""
+    sensors = list(table["columns"].get("bands") or {})
+    for name in table.get("encoding") or {}:
+        if name not in sensors:
+            f.add(f"encoding of {name}, which is not a sensor of the table (columns.bands: "
+                  f"{sensors}): it would never be used", f"inputs.table.encoding.{name}",
+                  f"rename it to the sensor it describes (one of {sensors})")
+    if table.get("xy_crs"):
+        from pyproj import CRS
+        from pyproj.exceptions import CRSError
+
+        try:
+            CRS.from_user_input(table["xy_crs"])
+        except CRSError as err:
+            f.add(f"xy_crs {table['xy_crs']!r} is not a CRS ({str(err).splitlines()[0]})",
+                  "inputs.table.xy_crs", "give the CRS of columns x / y, e.g. EPSG:4326 "
+                  "(longitude / latitude degrees) or the UTM zone's EPSG:326NN")
+
+
 def check_table(cfg: dict, f: Findings, registry: SensorRegistry
                 ) -> dict[str, list[str]] | None:
     """A table's header (mapped columns, band patterns) and label / group / split columns;
@@ -667,7 +688,10 @@ def check_table(cfg: dict, f: Findings, registry: SensorRegistry
     from gpvae.io.tables import read_table
 
     table = cfg["inputs"].get("table")
-    if not table or not Path(table["path"]).is_file():
+    if not table:
+        return None
+    check_table_settings(table, f)
+    if not Path(table["path"]).is_file():
         return None
     src = Path(table["path"])
     before = len(f.problems)
