@@ -780,20 +780,30 @@ def test_check_config_table_settings(tmp_path: Path, monkeypatch, capsys, table,
                                      what, field, fix) -> None:
     """Settings that would be silently ignored or silently zero the data stop at start-up."""
     monkeypatch.chdir(tmp_path)
-    long_table().to_csv("samples.csv", index=False)
-    good = {"encoding": {"S2": {"scale": 1.0, "nodata": -1}}, "xy_crs": "EPSG:4326"}
-    for spec, rc in ((good, 0), (table, 2)):
-        cfg = {"inputs": {"table": {"path": "samples.csv", "layout": "long", "columns": LONG,
-                                    **spec}},
-               "sample": {"split": SPLIT}, "models": models if rc == 2 else {}}
-        Path("mine.yaml").write_text(yaml.safe_dump(cfg))
-        if rc == 0:
-            assert main(["check-config", "mine.yaml"]) == 0, capsys.readouterr().err
-            capsys.readouterr()
+    write_table_config(table, models)
     err = cli(capsys, "check-config", "mine.yaml")
     assert what in err
     names(err.split("error: ", 1)[1].replace("\n", " "), file="mine.yaml", field=field,
           fix=fix)
+
+
+def write_table_config(table: dict, models: dict) -> None:
+    """mine.yaml over samples.csv (long_table) in the current folder, ``table`` settings
+    added to its inputs.table."""
+    long_table().to_csv("samples.csv", index=False)
+    cfg = {"inputs": {"table": {"path": "samples.csv", "layout": "long", "columns": LONG,
+                                **table}},
+           "sample": {"split": SPLIT}, "models": models}
+    Path("mine.yaml").write_text(yaml.safe_dump(cfg))
+
+
+def test_check_config_accepts_table_encoding_and_crs(tmp_path: Path, monkeypatch,
+                                                     capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    write_table_config({"encoding": {"S2": {"scale": 1.0, "nodata": -1}},
+                        "xy_crs": "EPSG:4326"}, {"m.1-x_y": {"type": "gpvae"}})
+    assert main(["check-config", "mine.yaml"]) == 0, capsys.readouterr().err
+    assert "mine.yaml: valid" in capsys.readouterr().out
 
 
 def test_check_config_accepts_a_good_file(real_inputs: Path, monkeypatch, capsys) -> None:
@@ -848,13 +858,15 @@ def startup(cfg: dict, sensors: tuple[str, ...] = ("S2",)) -> list[str]:
      "need the products ['gapfilled']", "config.yaml", "predict.products", "predict.geotiffs"),
     ({"predict.dates": [90, 400], "embed.ref_end_day": 365}, "predict.dates [400] are "
      "outside the reference dates", "config.yaml", "predict.dates", "within the reference"),
+    ({"inputs.S2.crs": "EPSG:99999"}, "crs 'EPSG:99999' is not a CRS", "config.yaml",
+     "inputs.S2.crs", "EPSG:4326"),
 ], ids=["model-band-not-provided", "reserved-model-name", "unknown-predict-model",
         "val-fraction-zero", "region-of-unknown-tile", "generic-without-bands",
         "missing-input-path", "unknown-sample-class", "aoi-reversed",
         "confusion-protocol-not-run", "report-band-not-provided",
         "generic-variable-not-in-cube", "map-aoi-of-unknown-tile", "map-aoi-reversed",
         "map-aoi-outside-extract-aoi", "geotiff-without-its-product",
-        "map-date-outside-reference-dates"])
+        "map-date-outside-reference-dates", "generic-crs-unknown"])
 def test_start_up_checks(real_inputs: Path, monkeypatch, changes, what, file, field,
                          fix) -> None:
     monkeypatch.chdir(real_inputs)

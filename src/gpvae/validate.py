@@ -659,25 +659,35 @@ def table_bands(table: dict, header: list[str], registry: SensorRegistry, f: Fin
     return out
 
 
-def check_table_settings(table: dict, f: Findings) -> None:
-    """A table's settings that name things outside the file: ``encoding`` per sensor of
-    ``columns.bands`` (another name would be ignored), ``xy_crs`` a CRS pyproj knows."""
+def check_table_encoding(table: dict, f: Findings) -> None:
+    """A table's ``encoding`` names sensors of ``columns.bands`` (another would be ignored)."""
     sensors = list(table["columns"].get("bands") or {})
     for name in table.get("encoding") or {}:
         if name not in sensors:
             f.add(f"encoding of {name}, which is not a sensor of the table (columns.bands: "
                   f"{sensors}): it would never be used", f"inputs.table.encoding.{name}",
                   f"rename it to the sensor it describes (one of {sensors})")
-    if table.get("xy_crs"):
-        from pyproj import CRS
-        from pyproj.exceptions import CRSError
 
+
+def check_crs(cfg: dict, f: Findings) -> None:
+    """Every CRS the config gives (a table's ``xy_crs``, a sensor input's ``crs``) is one
+    pyproj knows."""
+    from pyproj import CRS
+    from pyproj.exceptions import CRSError
+
+    given = {f"inputs.{key}.crs": section.get("crs")
+             for key, section in sensor_inputs(cfg).items()}
+    given["inputs.table.xy_crs"] = (cfg["inputs"].get("table") or {}).get("xy_crs")
+    for field, crs in given.items():
+        if not crs:
+            continue
         try:
-            CRS.from_user_input(table["xy_crs"])
+            CRS.from_user_input(crs)
         except CRSError as err:
-            f.add(f"xy_crs {table['xy_crs']!r} is not a CRS ({str(err).splitlines()[0]})",
-                  "inputs.table.xy_crs", "give the CRS of columns x / y, e.g. EPSG:4326 "
-                  "(longitude / latitude degrees) or the UTM zone's EPSG:326NN")
+            f.add(f"{field.rsplit('.', 1)[1]} {crs!r} is not a CRS "
+                  f"({str(err).splitlines()[0]})", field,
+                  "give an EPSG code, e.g. EPSG:4326 (longitude / latitude degrees) or the "
+                  "UTM zone's EPSG:326NN")
 
 
 def check_table(cfg: dict, f: Findings, registry: SensorRegistry
@@ -690,7 +700,7 @@ def check_table(cfg: dict, f: Findings, registry: SensorRegistry
     table = cfg["inputs"].get("table")
     if not table:
         return None
-    check_table_settings(table, f)
+    check_table_encoding(table, f)
     if not Path(table["path"]).is_file():
         return None
     src = Path(table["path"])
@@ -787,6 +797,7 @@ def startup_checks(cfg: dict, *, sensors: list[str], tiles: list[str],
     check_generic_cubes(cfg, f, tiles)
     check_split(cfg, f)
     check_ranges(cfg, f)
+    check_crs(cfg, f)
     check_predict(cfg, f, tiles)
     tb = check_table(cfg, f, registry)
     check_models(cfg, f, sensors, tb, registry)
